@@ -1,0 +1,1 @@
+//! The crafting-table HTTP API.
