@@ -1,0 +1,119 @@
+//! The engine's typed configuration, with defaults that work from a clean
+//! clone and a reader for the `CRAFTING_*` environment variables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Everything the engine needs to start. Build it with [`Config::new`] or
+/// [`Config::from_env`] and adjust fields as needed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Ledger, admin bearer file and job logs (`CRAFTING_DATA_DIR`, `./data`).
+    pub data_dir: PathBuf,
+    /// Bare clones and worktrees (`CRAFTING_WORKSPACE_DIR`, `./workspace`).
+    pub workspace_dir: PathBuf,
+    /// Tool caches handed to recipes (`CRAFTING_CACHES_DIR`, `./caches`).
+    pub caches_dir: PathBuf,
+    /// Folders under which local repositories may be registered (`CRAFTING_LOCAL_GIT_ROOTS`,
+    /// separated by `:` or `,`; empty by default, which refuses every local URL).
+    pub local_git_roots: Vec<PathBuf>,
+    /// Concurrent jobs (`CRAFTING_RUNNER_WORKERS`, the number of cores).
+    pub runner_workers: usize,
+    /// Recipe timeout when the subproject sets none (`CRAFTING_DEFAULT_TIMEOUT_SECS`, 1800).
+    pub default_timeout: Duration,
+    /// Log cap per job in bytes (`CRAFTING_LOG_MAX_BYTES`, 256 MiB).
+    pub log_max_bytes: u64,
+    /// Time between SIGTERM and SIGKILL when a job is stopped (`CRAFTING_KILL_GRACE_SECS`, 10).
+    pub kill_grace: Duration,
+    /// How often the workspace is garbage-collected (one hour).
+    pub gc_interval: Duration,
+    /// Worktrees older than this are pruned by gc (24 hours).
+    pub worktree_max_age: Duration,
+    /// Bare clones idle longer than this are `git gc`'d (7 days).
+    pub clone_idle_gc: Duration,
+}
+
+impl Config {
+    /// Defaults, with the three folders under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        Config {
+            data_dir: root.join("data"),
+            workspace_dir: root.join("workspace"),
+            caches_dir: root.join("caches"),
+            local_git_roots: Vec::new(),
+            runner_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            default_timeout: Duration::from_secs(1800),
+            log_max_bytes: 256 * 1024 * 1024,
+            kill_grace: Duration::from_secs(10),
+            gc_interval: Duration::from_secs(3600),
+            worktree_max_age: Duration::from_secs(24 * 3600),
+            clone_idle_gc: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    /// Defaults relative to the current directory, overridden by `CRAFTING_*`
+    /// variables from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`Config::from_env`] but reading variables through `get`.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut c = Config::new(".");
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("CRAFTING_DATA_DIR") {
+            c.data_dir = v.into();
+        }
+        if let Some(v) = get("CRAFTING_WORKSPACE_DIR") {
+            c.workspace_dir = v.into();
+        }
+        if let Some(v) = get("CRAFTING_CACHES_DIR") {
+            c.caches_dir = v.into();
+        }
+        if let Some(v) = get("CRAFTING_LOCAL_GIT_ROOTS") {
+            c.local_git_roots = split_paths(&v);
+        }
+        if let Some(v) = get("CRAFTING_RUNNER_WORKERS") {
+            c.runner_workers = number("CRAFTING_RUNNER_WORKERS", &v)?.max(1) as usize;
+        }
+        if let Some(v) = get("CRAFTING_DEFAULT_TIMEOUT_SECS") {
+            c.default_timeout = Duration::from_secs(number("CRAFTING_DEFAULT_TIMEOUT_SECS", &v)?);
+        }
+        if let Some(v) = get("CRAFTING_LOG_MAX_BYTES") {
+            c.log_max_bytes = number("CRAFTING_LOG_MAX_BYTES", &v)?;
+        }
+        if let Some(v) = get("CRAFTING_KILL_GRACE_SECS") {
+            c.kill_grace = Duration::from_secs(number("CRAFTING_KILL_GRACE_SECS", &v)?);
+        }
+        Ok(c)
+    }
+
+    /// The SQLite ledger file.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.data_dir.join("ledger.sqlite3")
+    }
+
+    /// The file the first admin bearer is written to.
+    pub fn admin_bearer_path(&self) -> PathBuf {
+        self.data_dir.join("admin-bearer.txt")
+    }
+
+    /// The folder holding job logs.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}
+
+/// Splits a `:` or `,` separated list of paths, dropping empty entries.
+pub fn split_paths(v: &str) -> Vec<PathBuf> {
+    v.split([':', ',']).map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+}
+
+fn number(var: &str, v: &str) -> Result<u64> {
+    v.trim().parse().map_err(|_| {
+        Error::invalid("invalid_config", format!("{var}={v:?} is not a whole number"))
+    })
+}

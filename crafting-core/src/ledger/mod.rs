@@ -1,0 +1,683 @@
+//! The SQLite ledger: tokens, projects, jobs, findings.
+//!
+//! Connections come from a deadpool-sqlite pool; every query runs on the
+//! pool's blocking threads through `interact`, never on an async thread. Each
+//! connection is set up with WAL, `synchronous=NORMAL`, foreign keys and a
+//! busy timeout. Every transaction that writes begins IMMEDIATE, so the write
+//! lock is taken up front and a read-then-write never fails half-way with
+//! "database is locked".
+
+mod migrations;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use deadpool_sqlite::rusqlite::{
+    self, Connection, OptionalExtension, Row, TransactionBehavior, params,
+};
+use deadpool_sqlite::{Hook, HookError, Pool, Runtime};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Finding, FindingRecord, Job, JobFilter, JobStatus, Kind, Notify, Project, RecipeSnapshot,
+    Severity, Subproject, Token,
+};
+use crate::validate::redact_credentials;
+
+/// The current time as RFC 3339 with milliseconds, UTC.
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+const CONNECTION_SETUP: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = NORMAL;
+     PRAGMA foreign_keys = ON;
+     PRAGMA busy_timeout = 10000;";
+
+/// A handle to the ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    pool: Arc<PoolOwner>,
+}
+
+/// Owns the pool so that its connections are always closed inside a Tokio
+/// runtime: deadpool-sqlite hands each connection's drop to Tokio's blocking
+/// pool and panics when there is none, which happens when the last handle
+/// goes away while an actix system is tearing its runtime down.
+struct PoolOwner(Option<Pool>);
+
+impl std::ops::Deref for PoolOwner {
+    type Target = Pool;
+
+    fn deref(&self) -> &Pool {
+        self.0.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for PoolOwner {
+    fn drop(&mut self) {
+        let Some(pool) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return drop(pool);
+        }
+        let closer = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() {
+                rt.block_on(async move { drop(pool) });
+                rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            }
+        });
+        let _ = closer.join();
+    }
+}
+
+/// A project row with the fields only the engine sees.
+#[derive(Debug, Clone)]
+pub struct ProjectRow {
+    /// The record as shown to clients (URL redacted).
+    pub project: Project,
+    /// The URL with credentials, for fetching.
+    pub git_url: String,
+}
+
+/// A job row with the fields only the engine sees.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// The record as shown to clients.
+    pub job: Job,
+    /// Owner of the job's project.
+    pub owner: String,
+    /// Log file, relative to the logs folder.
+    pub log_path: String,
+    /// Process group recorded when the recipe started.
+    pub pgid: Option<i32>,
+    /// Start time (clock ticks since boot) of the group leader, against pid reuse.
+    pub pgid_start_ticks: Option<u64>,
+}
+
+/// How a job ended, written in one transaction with its findings.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    /// End state.
+    pub status: JobStatus,
+    /// Exit code, -1 when killed.
+    pub exit_code: Option<i32>,
+    /// Why, when not plain.
+    pub reason: Option<String>,
+    /// Bytes in the log.
+    pub log_bytes: u64,
+    /// Parsed findings with their identities.
+    pub findings: Vec<(Finding, String)>,
+}
+
+impl Ledger {
+    /// Opens (creating when needed) the ledger file and applies pending migrations.
+    pub async fn open(path: &Path, max_connections: usize) -> Result<Ledger> {
+        let cfg = deadpool_sqlite::Config::new(path);
+        let pool = cfg
+            .builder(Runtime::Tokio1)
+            .map_err(|e| Error::Pool(e.to_string()))?
+            .max_size(max_connections.max(2))
+            .post_create(Hook::async_fn(|conn, _| {
+                Box::pin(async move {
+                    conn.interact(|c| c.execute_batch(CONNECTION_SETUP))
+                        .await
+                        .map_err(|e| HookError::message(e.to_string()))?
+                        .map_err(HookError::Backend)
+                })
+            }))
+            .build()
+            .map_err(|e| Error::Pool(e.to_string()))?;
+        let ledger = Ledger { pool: Arc::new(PoolOwner(Some(pool))) };
+        ledger.write(migrate).await?;
+        Ok(ledger)
+    }
+
+    /// Runs `f` on a pooled connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = self.pool.get().await?;
+        conn.interact(move |c| f(c)).await?
+    }
+
+    /// Runs `f` inside an IMMEDIATE transaction, committed when `f` returns Ok.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = self.pool.get().await?;
+        conn.interact(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await?
+    }
+
+    // ----- tokens -------------------------------------------------------------------------
+
+    /// Stores a new token by the sha256 of its bearer.
+    pub async fn insert_token(&self, token: Token, secret_sha256: String) -> Result<Token> {
+        self.write(move |tx| {
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM tokens WHERE name = ?1)",
+                [&token.name],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Err(Error::conflict(
+                    "token_exists",
+                    format!("a token named {:?} already exists; pick another name", token.name),
+                ));
+            }
+            tx.execute(
+                "INSERT INTO tokens (name, secret_sha256, is_admin, ip_cidrs, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    token.name,
+                    secret_sha256,
+                    token.is_admin,
+                    serde_json::to_string(&token.ip_cidrs).expect("strings serialise"),
+                    token.created_at
+                ],
+            )?;
+            Ok(token)
+        })
+        .await
+    }
+
+    /// All tokens, oldest first.
+    pub async fn list_tokens(&self) -> Result<Vec<Token>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT name, is_admin, ip_cidrs, created_at, revoked_at FROM tokens ORDER BY id",
+            )?;
+            let rows = st.query_map([], token_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The live (not revoked) token whose bearer hashes to `secret_sha256`.
+    pub async fn token_by_secret(&self, secret_sha256: String) -> Result<Option<Token>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT name, is_admin, ip_cidrs, created_at, revoked_at FROM tokens
+                 WHERE secret_sha256 = ?1 AND revoked_at IS NULL",
+                [secret_sha256],
+                token_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Marks a token revoked; NotFound when no live token has that name.
+    pub async fn revoke_token(&self, name: String) -> Result<()> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                params![name, now()],
+            )?;
+            if n == 0 { Err(Error::NotFound { what: "token" }) } else { Ok(()) }
+        })
+        .await
+    }
+
+    /// Number of tokens ever minted.
+    pub async fn token_count(&self) -> Result<u64> {
+        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))? as u64))
+            .await
+    }
+
+    // ----- projects -----------------------------------------------------------------------
+
+    /// Stores a new project.
+    pub async fn insert_project(&self, p: Project, raw_url: String) -> Result<()> {
+        self.write(move |tx| {
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM projects WHERE name = ?1)",
+                [&p.name],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Err(Error::conflict(
+                    "project_exists",
+                    format!("a project named {:?} already exists; pick another name", p.name),
+                ));
+            }
+            tx.execute(
+                "INSERT INTO projects (name, owner, git_url, default_branch, languages, subprojects,
+                                       notify, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    p.name,
+                    p.owner,
+                    raw_url,
+                    p.default_branch,
+                    json(&p.languages),
+                    json(&p.subprojects),
+                    json(&p.notify),
+                    p.created_at,
+                    p.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces a project's settings (not its name, owner or creation time).
+    pub async fn update_project(&self, p: Project, raw_url: String) -> Result<()> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE projects SET git_url = ?2, default_branch = ?3, languages = ?4,
+                        subprojects = ?5, notify = ?6, updated_at = ?7 WHERE name = ?1",
+                params![
+                    p.name,
+                    raw_url,
+                    p.default_branch,
+                    json(&p.languages),
+                    json(&p.subprojects),
+                    json(&p.notify),
+                    p.updated_at
+                ],
+            )?;
+            if n == 0 { Err(Error::NotFound { what: "project" }) } else { Ok(()) }
+        })
+        .await
+    }
+
+    /// Records the default branch detected from the remote.
+    pub async fn set_default_branch(&self, name: String, branch: String) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE projects SET default_branch = ?2 WHERE name = ?1 AND default_branch IS NULL",
+                params![name, branch],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One project by name.
+    pub async fn get_project(&self, name: String) -> Result<Option<ProjectRow>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = ?1"),
+                [name],
+                project_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Projects, by name; only `owner`'s when given.
+    pub async fn list_projects(&self, owner: Option<String>) -> Result<Vec<ProjectRow>> {
+        self.read(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {PROJECT_COLUMNS} FROM projects
+                 WHERE ?1 IS NULL OR owner = ?1 ORDER BY name"
+            ))?;
+            let rows = st.query_map([owner], project_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Deletes a project with its jobs, findings and patch attempts; returns the
+    /// log paths of the deleted jobs so the caller can remove the files.
+    pub async fn delete_project(&self, name: String) -> Result<Vec<String>> {
+        self.write(move |tx| {
+            let mut st = tx.prepare("SELECT log_path FROM jobs WHERE project = ?1")?;
+            let logs = st
+                .query_map([&name], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let n = tx.execute("DELETE FROM projects WHERE name = ?1", [&name])?;
+            if n == 0 {
+                return Err(Error::NotFound { what: "project" });
+            }
+            Ok(logs)
+        })
+        .await
+    }
+
+    // ----- jobs ---------------------------------------------------------------------------
+
+    /// Stores a new queued job.
+    pub async fn insert_job(&self, job: Job, log_path: String) -> Result<()> {
+        self.write(move |tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM projects WHERE name = ?1)",
+                [&job.project],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(Error::NotFound { what: "project" });
+            }
+            tx.execute(
+                "INSERT INTO jobs (id, project, subproject, recipe, git_ref, status,
+                                   recipe_snapshot_json, log_path, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    job.id,
+                    job.project,
+                    job.subproject,
+                    job.recipe,
+                    job.git_ref,
+                    job.status.as_str(),
+                    json(&job.recipe_snapshot),
+                    log_path,
+                    job.created_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Moves a queued job to running; false when it is no longer queued.
+    pub async fn start_job(&self, id: String) -> Result<bool> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?2
+                 WHERE id = ?1 AND status = 'queued'",
+                params![id, now()],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Records the commit a job runs at.
+    pub async fn set_job_sha(&self, id: String, sha: String) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute("UPDATE jobs SET sha = ?2 WHERE id = ?1", params![id, sha])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records the recipe's process group, so a restarted engine can kill it.
+    pub async fn set_job_pgid(&self, id: String, pgid: i32, start_ticks: Option<u64>) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE jobs SET pgid = ?2, pgid_start_ticks = ?3 WHERE id = ?1",
+                params![id, pgid, start_ticks.map(|t| t as i64)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes a job's end state and its findings in one transaction. A job that
+    /// already reached an end state is left alone (returns false).
+    pub async fn finish_job(&self, id: String, outcome: JobOutcome) -> Result<bool> {
+        self.write(move |tx| {
+            let ts = now();
+            let n = tx.execute(
+                "UPDATE jobs SET status = ?2, exit_code = ?3, reason = ?4, log_bytes = ?5,
+                        findings_count = ?6, finished_at = ?7, pgid = NULL, pgid_start_ticks = NULL
+                 WHERE id = ?1 AND status IN ('queued', 'running')",
+                params![
+                    id,
+                    outcome.status.as_str(),
+                    outcome.exit_code,
+                    outcome.reason,
+                    outcome.log_bytes as i64,
+                    outcome.findings.len() as i64,
+                    ts
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT INTO findings (job_id, kind, severity, tool, file, line, col, code, message,
+                                       suggested_fix, fingerprint, identity, raw_json, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for (f, identity) in &outcome.findings {
+                st.execute(params![
+                    id,
+                    f.kind.as_str(),
+                    f.severity.as_str(),
+                    f.tool,
+                    f.file,
+                    f.line,
+                    f.column,
+                    f.code,
+                    f.message,
+                    f.suggested_fix,
+                    f.fingerprint,
+                    identity,
+                    f.raw_json.as_ref().map(|v| v.to_string()),
+                    ts
+                ])?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// One job by id.
+    pub async fn get_job(&self, id: String) -> Result<Option<JobRow>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
+                     WHERE jobs.id = ?1"
+                ),
+                [id],
+                job_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Jobs newest first, filtered; only `owner`'s projects when given.
+    pub async fn list_jobs(&self, filter: JobFilter, owner: Option<String>) -> Result<Vec<JobRow>> {
+        let limit = clamp_limit(filter.limit);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
+                 WHERE (?1 IS NULL OR jobs.project = ?1)
+                   AND (?2 IS NULL OR jobs.status = ?2)
+                   AND (?3 IS NULL OR p.owner = ?3)
+                 ORDER BY jobs.id DESC LIMIT ?4"
+            ))?;
+            let rows = st.query_map(
+                params![filter.project, filter.status.map(|s| s.as_str()), owner, limit],
+                job_from_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Jobs in a given state, oldest first (for the restart sweep and the queue).
+    pub async fn jobs_in_state(&self, status: JobStatus) -> Result<Vec<JobRow>> {
+        self.read(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
+                 WHERE jobs.status = ?1 ORDER BY jobs.id"
+            ))?;
+            let rows = st.query_map([status.as_str()], job_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The newest finished job of the same project, subproject and recipe
+    /// that is older than `job`.
+    pub async fn previous_job(&self, job: Job) -> Result<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id FROM jobs WHERE project = ?1 AND subproject = ?2 AND recipe = ?3
+                   AND id < ?4 AND status IN ('succeeded', 'failed', 'timed_out')
+                 ORDER BY id DESC LIMIT 1",
+                params![job.project, job.subproject, job.recipe, job.id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    // ----- findings -----------------------------------------------------------------------
+
+    /// A job's findings in the order they were found.
+    pub async fn findings(&self, job_id: String) -> Result<Vec<FindingRecord>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, job_id, kind, severity, tool, file, line, col, code, message,
+                        suggested_fix, fingerprint, identity, raw_json, created_at
+                 FROM findings WHERE job_id = ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map([job_id], finding_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Runs `PRAGMA integrity_check` and returns its first line (`ok` when sound).
+    pub async fn integrity_check(&self) -> Result<String> {
+        self.read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)).await
+    }
+}
+
+/// Clamps a list limit to 1..=500, 50 by default.
+pub fn clamp_limit(limit: Option<u32>) -> i64 {
+    limit.unwrap_or(50).clamp(1, 500) as i64
+}
+
+fn migrate(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let version = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > migrations::MIGRATIONS.len() {
+        return Err(Error::Pool(format!(
+            "the ledger is at schema version {version}, newer than this build knows ({}); \
+             run a newer crafting-table",
+            migrations::MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in migrations::MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("in-memory records serialise")
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(idx: usize, s: String) -> rusqlite::Result<T> {
+    serde_json::from_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<Token> {
+    Ok(Token {
+        name: r.get(0)?,
+        is_admin: r.get(1)?,
+        ip_cidrs: parse_json(2, r.get(2)?)?,
+        created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+    })
+}
+
+const PROJECT_COLUMNS: &str = "name, owner, git_url, default_branch, languages, subprojects, \
+                               notify, created_at, updated_at";
+
+fn project_from_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
+    let git_url: String = r.get(2)?;
+    let subprojects: Vec<Subproject> = parse_json(5, r.get(5)?)?;
+    let notify: Notify = parse_json(6, r.get(6)?)?;
+    Ok(ProjectRow {
+        project: Project {
+            name: r.get(0)?,
+            owner: r.get(1)?,
+            git_url: redact_credentials(&git_url),
+            default_branch: r.get(3)?,
+            languages: parse_json(4, r.get(4)?)?,
+            subprojects,
+            notify,
+            created_at: r.get(7)?,
+            updated_at: r.get(8)?,
+        },
+        git_url,
+    })
+}
+
+const JOB_COLUMNS: &str = "jobs.id, jobs.project, jobs.subproject, jobs.recipe, jobs.git_ref, \
+    jobs.sha, jobs.status, jobs.exit_code, jobs.reason, jobs.recipe_snapshot_json, jobs.log_path, \
+    jobs.log_bytes, jobs.findings_count, jobs.pgid, jobs.pgid_start_ticks, jobs.created_at, \
+    jobs.started_at, jobs.finished_at, p.owner";
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
+    let status: String = r.get(6)?;
+    let status = JobStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            6,
+            rusqlite::types::Type::Text,
+            format!("unknown job status {status:?}").into(),
+        )
+    })?;
+    let snapshot: RecipeSnapshot = parse_json(9, r.get(9)?)?;
+    Ok(JobRow {
+        job: Job {
+            id: r.get(0)?,
+            project: r.get(1)?,
+            subproject: r.get(2)?,
+            recipe: r.get(3)?,
+            git_ref: r.get(4)?,
+            sha: r.get(5)?,
+            status,
+            exit_code: r.get(7)?,
+            reason: r.get(8)?,
+            recipe_snapshot: snapshot,
+            log_bytes: r.get::<_, i64>(11)? as u64,
+            findings_count: r.get::<_, i64>(12)? as u64,
+            created_at: r.get(15)?,
+            started_at: r.get(16)?,
+            finished_at: r.get(17)?,
+        },
+        log_path: r.get(10)?,
+        pgid: r.get(13)?,
+        pgid_start_ticks: r.get::<_, Option<i64>>(14)?.map(|t| t as u64),
+        owner: r.get(18)?,
+    })
+}
+
+fn finding_from_row(r: &Row<'_>) -> rusqlite::Result<FindingRecord> {
+    let kind: String = r.get(2)?;
+    let severity: String = r.get(3)?;
+    let raw: Option<String> = r.get(13)?;
+    Ok(FindingRecord {
+        id: r.get(0)?,
+        job_id: r.get(1)?,
+        finding: Finding {
+            kind: Kind::parse(&kind).unwrap_or(Kind::RecipeFail),
+            severity: Severity::parse(&severity).unwrap_or(Severity::Error),
+            tool: r.get(4)?,
+            file: r.get(5)?,
+            line: r.get(6)?,
+            column: r.get(7)?,
+            code: r.get(8)?,
+            message: r.get(9)?,
+            suggested_fix: r.get(10)?,
+            fingerprint: r.get(11)?,
+            raw_json: raw.and_then(|s| serde_json::from_str(&s).ok()),
+        },
+        identity: r.get(12)?,
+        created_at: r.get(14)?,
+    })
+}

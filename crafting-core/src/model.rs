@@ -1,0 +1,312 @@
+//! Records the engine stores and returns: tokens, projects, jobs, findings.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use crafting_parsers::{Finding, Kind, Severity};
+
+/// Who is asking. Front ends build it from an authenticated token; an
+/// embedding program can act as [`Caller::admin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name; projects are owned by it.
+    pub token: String,
+    /// Admins see and manage everything.
+    pub is_admin: bool,
+}
+
+impl Caller {
+    /// A caller with admin rights under the given token name.
+    pub fn admin(token: impl Into<String>) -> Self {
+        Caller { token: token.into(), is_admin: true }
+    }
+
+    /// A caller without admin rights.
+    pub fn user(token: impl Into<String>) -> Self {
+        Caller { token: token.into(), is_admin: false }
+    }
+}
+
+/// A bearer token as listed (never with its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Token {
+    /// Unique name.
+    pub name: String,
+    /// Whether it may use admin routes and see every project.
+    pub is_admin: bool,
+    /// Networks it may be used from, on top of the global allowlist; empty means any.
+    pub ip_cidrs: Vec<String>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 revocation time, when revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// A request to mint a token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Unique name, same rules as project names.
+    pub name: String,
+    /// Admin scope.
+    #[serde(default)]
+    pub is_admin: bool,
+    /// Networks it may be used from (CIDR notation); empty means any allowed by the global list.
+    #[serde(default)]
+    pub ip_cidrs: Vec<String>,
+}
+
+/// One folder of a repository with its language and its recipes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Subproject {
+    /// Folder relative to the repository root; `.` for the root.
+    pub path: String,
+    /// Language, which picks the findings parser: `rust`, `python`, `go`,
+    /// `typescript`, `javascript`, or anything else for the generic fallback.
+    pub language: String,
+    /// Recipe name -> shell command, e.g. `{"lint": "cargo clippy --message-format=json"}`.
+    pub recipes: BTreeMap<String, String>,
+    /// Timeout for this subproject's recipes; the engine default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Who hears about a project's jobs, and whether fixes are drafted automatically.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// Recipients of the daily digest; one address or a list.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub email: Vec<String>,
+    /// Digest events; empty means `audit_fail, cve_found, patch_drafted`.
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// Draft a patch after every job with an actionable finding.
+    #[serde(default)]
+    pub auto_patch: bool,
+}
+
+/// The digest events a project may subscribe to.
+pub const NOTIFY_EVENTS: &[&str] = &[
+    "audit_pass",
+    "audit_fail",
+    "test_fail",
+    "lint_warn",
+    "cve_found",
+    "patch_drafted",
+    "nightly_summary",
+];
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// What a client sends to register or update a project.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSpec {
+    /// Unique name; becomes a directory name.
+    pub name: String,
+    /// Where to fetch from: https/http/git URL, or a local path under an allowed root.
+    pub git_url: String,
+    /// Branch built when a job names no ref; detected from the remote when absent.
+    #[serde(default)]
+    pub default_branch: Option<String>,
+    /// At least one subproject.
+    pub subprojects: Vec<Subproject>,
+    /// Digest and patch settings.
+    #[serde(default)]
+    pub notify: Notify,
+}
+
+/// A registered project as returned to clients.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Project {
+    /// Unique name.
+    pub name: String,
+    /// Name of the token that registered it.
+    pub owner: String,
+    /// The git URL with any credentials redacted.
+    pub git_url: String,
+    /// Branch built when a job names no ref, once known.
+    pub default_branch: Option<String>,
+    /// Languages of its subprojects, sorted and unique.
+    pub languages: Vec<String>,
+    /// Its subprojects.
+    pub subprojects: Vec<Subproject>,
+    /// Digest and patch settings.
+    pub notify: Notify,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// RFC 3339 time of the last update.
+    pub updated_at: String,
+}
+
+/// A job's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a free worker.
+    Queued,
+    /// Materialising its worktree or running its recipe.
+    Running,
+    /// The recipe exited 0.
+    Succeeded,
+    /// The recipe exited non-zero, or the job could not run.
+    Failed,
+    /// The recipe ran past its timeout and was stopped.
+    TimedOut,
+    /// Someone cancelled it.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The snake_case name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::TimedOut => "timed_out",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        Some(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "timed_out" => JobStatus::TimedOut,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// True for the four end states.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
+/// What a client sends to run a recipe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Recipe name of the subproject.
+    pub recipe: String,
+    /// Subproject path; may be left out when the project has only one.
+    #[serde(default)]
+    pub subproject: Option<String>,
+    /// Branch, tag or commit id; the default branch when absent.
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+}
+
+/// The recipe exactly as a job ran it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecipeSnapshot {
+    /// Recipe name.
+    pub recipe: String,
+    /// The shell command.
+    pub command: String,
+    /// Subproject path.
+    pub subproject: String,
+    /// Subproject language.
+    pub language: String,
+    /// Timeout in seconds.
+    pub timeout_secs: u64,
+}
+
+/// A job as stored and returned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    /// Time-sortable id (UUIDv7 in simple form).
+    pub id: String,
+    /// Project name.
+    pub project: String,
+    /// Subproject path.
+    pub subproject: String,
+    /// Recipe name.
+    pub recipe: String,
+    /// The ref asked for, when one was.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// The commit it ran at, once resolved.
+    pub sha: Option<String>,
+    /// Lifecycle state.
+    pub status: JobStatus,
+    /// The recipe's exit code; -1 when it was killed or never ran to completion.
+    pub exit_code: Option<i32>,
+    /// Why it ended the way it did, when that is not just the exit code.
+    pub reason: Option<String>,
+    /// The recipe as it ran.
+    pub recipe_snapshot: RecipeSnapshot,
+    /// Bytes in the log file.
+    pub log_bytes: u64,
+    /// Number of findings parsed from the log.
+    pub findings_count: u64,
+    /// RFC 3339 times.
+    pub created_at: String,
+    /// When it started running.
+    pub started_at: Option<String>,
+    /// When it reached its end state.
+    pub finished_at: Option<String>,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this project's jobs.
+    pub project: Option<String>,
+    /// Only jobs in this state.
+    pub status: Option<JobStatus>,
+    /// At most this many (clamped to 1..=500; 50 when absent).
+    pub limit: Option<u32>,
+}
+
+/// A stored finding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FindingRecord {
+    /// Ledger id.
+    pub id: i64,
+    /// The job it was found in.
+    pub job_id: String,
+    /// The parsed finding.
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// Line-shift-proof identity used to compare jobs.
+    pub identity: String,
+    /// RFC 3339 time it was stored.
+    pub created_at: String,
+}
+
+/// Runner figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunnerStats {
+    /// Worker slots.
+    pub workers: usize,
+    /// Jobs running now.
+    pub running: usize,
+    /// Jobs waiting for a slot.
+    pub queued: usize,
+    /// Jobs finished since start.
+    pub finished: u64,
+    /// Most git operations ever seen at once on a single project (1 when serialised).
+    pub max_git_ops_per_project: usize,
+}

@@ -1,0 +1,281 @@
+//! Recipe processes: spawning in a new process group with a scrubbed
+//! environment, streaming output to the log file, and making sure that no
+//! process of a recipe outlives its job.
+//!
+//! A recipe's processes are found two ways, because each alone can be
+//! escaped: by process group (everything the shell starts, unless it calls
+//! `setsid`), and by the `CRAFTING_JOB_ID=<id>` variable every recipe process
+//! inherits (which survives `setsid` and double forks). Both come from
+//! `/proc`, so this module is Linux-only.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The line appended when a log reaches its cap.
+pub fn truncation_marker(cap: u64) -> String {
+    format!(
+        "\n[crafting-table] log truncated at {cap} bytes (CRAFTING_LOG_MAX_BYTES); \
+         the recipe kept running, further output was discarded\n"
+    )
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Passed to `/bin/sh -c`.
+    pub command: String,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// The complete environment; nothing else is inherited.
+    pub env: Vec<(String, String)>,
+    /// Log file, created or appended to.
+    pub log_path: PathBuf,
+    /// Bytes of recipe output kept at most.
+    pub log_cap: u64,
+}
+
+/// A started recipe.
+pub struct Recipe {
+    child: Child,
+    /// The process group id (the shell's pid).
+    pub pgid: i32,
+    /// The shell's start time in clock ticks since boot, to tell it from a reused pid.
+    pub start_ticks: Option<u64>,
+    reader: Option<JoinHandle<io::Result<Capture>>>,
+    stop_reader: Arc<AtomicBool>,
+}
+
+/// What the log reader saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capture {
+    /// Bytes in the log file (recipe output kept plus any marker).
+    pub bytes: u64,
+    /// Whether the cap was hit.
+    pub truncated: bool,
+}
+
+impl Recipe {
+    /// Spawns `/bin/sh -c command` in a new process group, stdout and stderr
+    /// both on one pipe whose reader thread copies into the log file.
+    pub fn spawn(spec: &Spec) -> io::Result<Recipe> {
+        let mut log = fs::OpenOptions::new().create(true).append(true).open(&spec.log_path)?;
+        let already = log.metadata()?.len();
+        let (pipe_r, pipe_w) = io::pipe()?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(&spec.command)
+            .current_dir(&spec.cwd)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(pipe_w.try_clone()?)
+            .stderr(pipe_w)
+            .process_group(0);
+        let child = cmd.spawn()?;
+        // The command still holds the write ends; drop it so EOF arrives when
+        // the recipe's processes are gone.
+        drop(cmd);
+        let pgid = child.id() as i32;
+        let start_ticks = start_ticks(pgid);
+        let stop_reader = Arc::new(AtomicBool::new(false));
+        let stop = stop_reader.clone();
+        let cap = spec.log_cap;
+        let reader = std::thread::Builder::new()
+            .name(format!("log-{pgid}"))
+            .spawn(move || copy_log(pipe_r, &mut log, already, cap, &stop))?;
+        Ok(Recipe { child, pgid, start_ticks, reader: Some(reader), stop_reader })
+    }
+
+    /// Blocks until the shell exits.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait()
+    }
+
+    /// Returns the shell's status if it has exited.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// Waits for the log reader to see the end of output. Gives up after
+    /// `patience` (a process that left the group and cleared its environment
+    /// may still hold the pipe) and stops the reader.
+    pub fn finish_capture(&mut self, patience: Duration) -> io::Result<Capture> {
+        let Some(reader) = self.reader.take() else { return Ok(Capture::default()) };
+        let deadline = Instant::now() + patience;
+        while !reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.stop_reader.store(true, Ordering::SeqCst);
+        reader.join().map_err(|_| io::Error::other("log reader panicked"))?
+    }
+}
+
+/// Exit code as recorded: the code, or -1 when killed by a signal.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    status.code().unwrap_or(-1)
+}
+
+fn copy_log(
+    mut pipe: io::PipeReader,
+    log: &mut File,
+    already: u64,
+    cap: u64,
+    stop: &AtomicBool,
+) -> io::Result<Capture> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut kept = 0u64;
+    let mut truncated = false;
+    let mut marker_len = 0u64;
+    let fd = pipe.as_raw_fd();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: pfd is a valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if ready == 0 {
+            continue;
+        }
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if truncated {
+            continue;
+        }
+        let room = cap.saturating_sub(kept);
+        if (n as u64) <= room {
+            log.write_all(&buf[..n])?;
+            kept += n as u64;
+        } else {
+            log.write_all(&buf[..room as usize])?;
+            kept += room;
+            let marker = truncation_marker(cap);
+            log.write_all(marker.as_bytes())?;
+            marker_len = marker.len() as u64;
+            truncated = true;
+        }
+    }
+    log.flush()?;
+    Ok(Capture { bytes: already + kept + marker_len, truncated })
+}
+
+/// Start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    stat_fields(pid).and_then(|f| f.get(19).and_then(|s| s.parse().ok()))
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name (state is index 0).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let raw = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &raw[raw.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Live (non-zombie) processes in group `pgid` or carrying `CRAFTING_JOB_ID=<job_id>`.
+pub fn recipe_processes(pgid: Option<i32>, job_id: &str) -> Vec<i32> {
+    let needle = format!("CRAFTING_JOB_ID={job_id}\0");
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Some(fields) = stat_fields(pid) else { continue };
+        if fields.first().map(String::as_str) == Some("Z") {
+            continue;
+        }
+        let pgrp: Option<i32> = fields.get(2).and_then(|s| s.parse().ok());
+        if pgid.is_some() && pgrp == pgid {
+            out.push(pid);
+            continue;
+        }
+        if environ_contains(pid, needle.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn environ_contains(pid: i32, needle: &[u8]) -> bool {
+    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else { return false };
+    // Each entry starts at offset 0 or right after a NUL.
+    let needle = &needle[..needle.len().saturating_sub(1)];
+    env.split(|b| *b == 0).any(|entry| entry == needle)
+}
+
+/// Stops every process of a recipe: SIGTERM, then SIGKILL after `grace`, until
+/// none is left or `give_up` has passed since the SIGKILL. Returns the number
+/// of processes still seen at the end (0 on success).
+pub fn terminate(pgid: Option<i32>, job_id: &str, grace: Duration, give_up: Duration) -> usize {
+    let started = Instant::now();
+    let mut killing = false;
+    loop {
+        let pids = recipe_processes(pgid, job_id);
+        if pids.is_empty() {
+            return 0;
+        }
+        let signal = if killing { libc::SIGKILL } else { libc::SIGTERM };
+        if let Some(g) = pgid {
+            // SAFETY: plain syscall; a stale group only yields ESRCH.
+            unsafe { libc::killpg(g, signal) };
+        }
+        for pid in &pids {
+            // SAFETY: plain syscall on a pid just seen in /proc.
+            unsafe { libc::kill(*pid, signal) };
+        }
+        let elapsed = started.elapsed();
+        if !killing && elapsed >= grace {
+            killing = true;
+            continue;
+        }
+        if killing && elapsed >= grace + give_up {
+            return pids.len();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills what is left of a job found `running` at start-up. The group is only
+/// signalled when its leader is gone or is still the process recorded at
+/// spawn time (same start ticks), so a reused pid is never hit.
+pub fn kill_orphan(pgid: Option<i32>, start: Option<u64>, job_id: &str) -> usize {
+    let group = pgid.filter(|g| {
+        *g > 1
+            && match start_ticks(*g) {
+                None => true,
+                Some(now) => Some(now) == start,
+            }
+    });
+    terminate(group, job_id, Duration::ZERO, Duration::from_secs(10))
+}
+
+/// True when `path` resolves (following symlinks) to a place inside `root`.
+pub fn resolves_inside(root: &Path, path: &Path) -> bool {
+    match (root.canonicalize(), path.canonicalize()) {
+        (Ok(r), Ok(p)) => p.starts_with(r),
+        _ => false,
+    }
+}

@@ -1,0 +1,646 @@
+//! The Runner actor: a bounded pool of job slots, a FIFO queue, and the
+//! lifecycle of each job from worktree to findings.
+//!
+//! The actor owns the queue and the table of running jobs; each running job
+//! is a task on the runner's arbiter that does the slow work off-thread
+//! (git on the workspace manager's blocking threads, the recipe on its own
+//! process group, parsing on the parser registry's blocking threads) and
+//! reports back with [`JobDone`]. A job task that panics is caught by its
+//! watcher, the job is recorded as failed, and the runner carries on.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use crafting_parsers::ParseContext;
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ledger::{JobOutcome, JobRow, Ledger};
+use crate::model::{Finding, Job, JobStatus, RunnerStats};
+use crate::parsers::{Parse, ParserRegistry};
+use crate::process::{self, Recipe, Spec};
+use crate::workspace::{Gc, Materialize, Release, SourceLines, Workspace, WorkspaceManager};
+
+/// Emitted (on the engine's event channel) when a job reaches an end state.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct JobFinished {
+    /// The job as recorded.
+    pub job: Job,
+}
+
+/// What every job task needs.
+pub struct Shared {
+    /// Configuration.
+    pub config: Config,
+    /// The ledger.
+    pub ledger: Ledger,
+    /// The workspace manager actor.
+    pub workspace: Addr<WorkspaceManager>,
+    /// The workspace itself, for statistics.
+    pub ws: Arc<Workspace>,
+    /// The parser registry actor.
+    pub parsers: Addr<ParserRegistry>,
+    /// Where [`JobFinished`] events go.
+    pub events: broadcast::Sender<JobFinished>,
+}
+
+/// The job pool.
+pub struct Runner {
+    shared: Arc<Shared>,
+    queue: VecDeque<String>,
+    running: HashMap<String, Option<oneshot::Sender<Stop>>>,
+    finished: u64,
+    accepting: bool,
+}
+
+/// Why a running job is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A user cancelled it.
+    Cancel,
+    /// The service is shutting down.
+    Shutdown,
+}
+
+impl Runner {
+    /// A runner with nothing queued.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Runner {
+            shared,
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            finished: 0,
+            accepting: true,
+        }
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        while self.accepting
+            && self.running.len() < self.shared.config.runner_workers
+            && let Some(id) = self.queue.pop_front()
+        {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            self.running.insert(id.clone(), Some(stop_tx));
+            let shared = self.shared.clone();
+            let me = ctx.address();
+            let task = tokio::task::spawn_local(run_job(shared.clone(), id.clone(), stop_rx));
+            actix::spawn(async move {
+                if let Err(e) = task.await {
+                    tracing::error!(job_id = %id, error = %e, "job task failed");
+                    record_crash(&shared, &id, "internal error: the job task panicked").await;
+                }
+                me.do_send(JobDone { job_id: id });
+            });
+        }
+    }
+}
+
+impl Actor for Runner {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = self.shared.config.gc_interval;
+        ctx.run_interval(every, |runner, _| {
+            let busy: Vec<String> = runner.running.keys().cloned().collect();
+            let cfg = &runner.shared.config;
+            let msg = Gc { max_age: cfg.worktree_max_age, idle: cfg.clone_idle_gc, busy };
+            let ws = runner.shared.workspace.clone();
+            actix::spawn(async move {
+                match ws.send(msg).await {
+                    Ok(Ok(r)) => tracing::info!(
+                        worktrees_pruned = r.worktrees_pruned,
+                        clones_collected = r.clones_collected,
+                        "workspace gc"
+                    ),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "workspace gc failed"),
+                    Err(e) => tracing::warn!(error = %e, "workspace manager unreachable"),
+                }
+            });
+        });
+    }
+}
+
+impl Supervised for Runner {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        // Running jobs keep their own tasks; forget their slots so they can
+        // report again, and requeue nothing here: the handle re-enqueues
+        // queued jobs from the ledger.
+        tracing::warn!(running = self.running.len(), "runner restarting");
+    }
+}
+
+/// Sent by the handle after a job is stored as queued.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    /// Job id.
+    pub job_id: String,
+}
+
+/// Sent by the handle to cancel a job. Replies whether the runner knew it.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Cancel {
+    /// Job id.
+    pub job_id: String,
+}
+
+/// Sent by a job's watcher when the job is over.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct JobDone {
+    /// Job id.
+    pub job_id: String,
+}
+
+/// Asks for the runner's figures.
+#[derive(Message)]
+#[rtype(result = "RunnerStats")]
+pub struct Stats;
+
+/// Sent by the handle on shutdown: stop taking jobs; stop running ones.
+/// Replies with the ids that were running.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct Drain {
+    /// Also stop the running jobs (otherwise only the queue is closed).
+    pub stop_running: bool,
+}
+
+impl Handler<Enqueue> for Runner {
+    type Result = ();
+
+    fn handle(&mut self, m: Enqueue, ctx: &mut Context<Self>) {
+        if !self.running.contains_key(&m.job_id) && !self.queue.contains(&m.job_id) {
+            self.queue.push_back(m.job_id);
+        }
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<Cancel> for Runner {
+    type Result = bool;
+
+    fn handle(&mut self, m: Cancel, _: &mut Context<Self>) -> bool {
+        if let Some(pos) = self.queue.iter().position(|id| *id == m.job_id) {
+            self.queue.remove(pos);
+            return true;
+        }
+        match self.running.get_mut(&m.job_id) {
+            Some(stop) => {
+                if let Some(tx) = stop.take() {
+                    let _ = tx.send(Stop::Cancel);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Handler<JobDone> for Runner {
+    type Result = ();
+
+    fn handle(&mut self, m: JobDone, ctx: &mut Context<Self>) {
+        if self.running.remove(&m.job_id).is_some() {
+            self.finished += 1;
+        }
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<Stats> for Runner {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(RunnerStats {
+            workers: self.shared.config.runner_workers,
+            running: self.running.len(),
+            queued: self.queue.len(),
+            finished: self.finished,
+            max_git_ops_per_project: self.shared.ws.max_concurrent_per_project(),
+        })
+    }
+}
+
+impl Handler<Drain> for Runner {
+    type Result = MessageResult<Drain>;
+
+    fn handle(&mut self, m: Drain, _: &mut Context<Self>) -> Self::Result {
+        self.accepting = false;
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        if m.stop_running {
+            for stop in self.running.values_mut() {
+                if let Some(tx) = stop.take() {
+                    let _ = tx.send(Stop::Shutdown);
+                }
+            }
+        }
+        MessageResult(ids)
+    }
+}
+
+// ----- one job ----------------------------------------------------------------------------
+
+/// A line the engine itself writes into a job's log.
+fn engine_line(log: &Path, text: &str) {
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
+        let _ = writeln!(f, "[crafting-table] {text}");
+    }
+}
+
+/// Absolute path of a job's log file.
+pub fn log_file(config: &Config, rel: &str) -> PathBuf {
+    config.logs_dir().join(rel)
+}
+
+async fn record_crash(shared: &Shared, id: &str, reason: &str) {
+    let Ok(Some(row)) = shared.ledger.get_job(id.to_owned()).await else { return };
+    let log = log_file(&shared.config, &row.log_path);
+    engine_line(&log, reason);
+    let outcome = JobOutcome {
+        status: JobStatus::Failed,
+        exit_code: Some(-1),
+        reason: Some(reason.to_owned()),
+        log_bytes: fs::metadata(&log).map(|m| m.len()).unwrap_or(0),
+        findings: Vec::new(),
+    };
+    if let Ok(true) = shared.ledger.finish_job(id.to_owned(), outcome).await {
+        let _ = shared.workspace.send(Release { project: row.job.project, job_id: id.to_owned() }).await;
+        announce(shared, id).await;
+    }
+}
+
+async fn announce(shared: &Shared, id: &str) {
+    if let Ok(Some(row)) = shared.ledger.get_job(id.to_owned()).await {
+        let _ = shared.events.send(JobFinished { job: row.job });
+    }
+}
+
+async fn run_job(shared: Arc<Shared>, id: String, stop: oneshot::Receiver<Stop>) {
+    match run_job_inner(&shared, &id, stop).await {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::warn!(job_id = %id, error = %e, "job could not run");
+            record_crash(&shared, &id, &format!("job could not run: {e}")).await;
+        }
+    }
+}
+
+async fn run_job_inner(
+    shared: &Arc<Shared>,
+    id: &str,
+    mut stop: oneshot::Receiver<Stop>,
+) -> Result<()> {
+    let cfg = &shared.config;
+    let ledger = &shared.ledger;
+
+    // Claim the job; a job cancelled while queued is no longer ours.
+    if !ledger.start_job(id.to_owned()).await? {
+        return Ok(());
+    }
+    let row = ledger.get_job(id.to_owned()).await?.ok_or(Error::NotFound { what: "job" })?;
+    let job = &row.job;
+    let project =
+        ledger.get_project(job.project.clone()).await?.ok_or(Error::NotFound { what: "project" })?;
+    let log = log_file(cfg, &row.log_path);
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let snap = &job.recipe_snapshot;
+    engine_line(
+        &log,
+        &format!(
+            "job {id}: recipe {:?} of {}/{} at ref {}",
+            snap.recipe,
+            job.project,
+            snap.subproject,
+            job.git_ref.as_deref().unwrap_or("(default branch)")
+        ),
+    );
+
+    // Fetch and check out, unless cancelled meanwhile.
+    let materialize = shared.workspace.send(Materialize {
+        project: job.project.clone(),
+        url: project.git_url.clone(),
+        default_branch: project.project.default_branch.clone(),
+        git_ref: job.git_ref.clone(),
+        job_id: id.to_owned(),
+    });
+    let wt = tokio::select! {
+        r = materialize => r.map_err(|_| Error::Stopped)?,
+        s = &mut stop => {
+            let why = stop_reason(s.unwrap_or(Stop::Cancel));
+            return finish_without_run(shared, &row, &log, why).await;
+        }
+    };
+    let wt = match wt {
+        Ok(wt) => wt,
+        Err(e) => {
+            let msg = format!("checkout failed: {e}");
+            engine_line(&log, &msg);
+            let _ = shared.workspace.send(Release { project: job.project.clone(), job_id: id.to_owned() }).await;
+            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new()).await;
+        }
+    };
+    if project.project.default_branch.is_none()
+        && let Some(b) = &wt.default_branch
+    {
+        ledger.set_default_branch(job.project.clone(), b.clone()).await?;
+    }
+    ledger.set_job_sha(id.to_owned(), wt.sha.clone()).await?;
+    let release = || shared.workspace.send(Release { project: job.project.clone(), job_id: id.to_owned() });
+
+    // The subproject folder must exist inside the worktree (no symlink out).
+    let cwd = if snap.subproject == "." { wt.path.clone() } else { wt.path.join(&snap.subproject) };
+    if !cwd.is_dir() || !process::resolves_inside(&wt.path, &cwd) {
+        let msg = format!(
+            "subproject folder {:?} does not exist at {} or leaves the repository",
+            snap.subproject, wt.sha
+        );
+        engine_line(&log, &msg);
+        let _ = release().await;
+        return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new()).await;
+    }
+
+    // Run the recipe.
+    engine_line(&log, &format!("running `{}` in {} at {}", snap.command, snap.subproject, wt.sha));
+    let spec = Spec {
+        command: snap.command.clone(),
+        cwd,
+        env: recipe_env(cfg, job),
+        log_path: log.clone(),
+        log_cap: cfg.log_max_bytes,
+    };
+    let started = Instant::now();
+    let mut recipe = match Recipe::spawn(&spec) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("could not start /bin/sh: {e}");
+            engine_line(&log, &msg);
+            let _ = release().await;
+            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new()).await;
+        }
+    };
+    let pgid = recipe.pgid;
+    ledger.set_job_pgid(id.to_owned(), pgid, recipe.start_ticks).await?;
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let waiter = std::thread::Builder::new()
+        .name(format!("wait-{pgid}"))
+        .spawn(move || {
+            let status = recipe.wait();
+            let _ = exit_tx.send(status);
+            recipe
+        })
+        .map_err(|e| Error::io("starting a waiter thread", e))?;
+
+    let timeout = Duration::from_secs(snap.timeout_secs);
+    let mut ended_by: Option<(JobStatus, String)> = None;
+    let mut exit_rx = exit_rx;
+    let status = tokio::select! {
+        s = &mut exit_rx => s,
+        _ = tokio::time::sleep(timeout) => {
+            ended_by = Some((JobStatus::TimedOut, format!("timed out after {} s", snap.timeout_secs)));
+            stop_group(shared, pgid, id).await;
+            exit_rx.await
+        }
+        s = &mut stop => {
+            let s = s.unwrap_or(Stop::Cancel);
+            let (st, why) = stop_reason(s);
+            ended_by = Some((st, why.to_owned()));
+            stop_group(shared, pgid, id).await;
+            exit_rx.await
+        }
+    };
+    let status = status.map_err(|_| Error::Stopped)?;
+
+    // Whatever the shell left behind goes too, then the log is complete.
+    stop_group(shared, pgid, id).await;
+    let capture = tokio::task::spawn_blocking(move || {
+        let mut recipe = waiter.join().map_err(|_| std::io::Error::other("waiter panicked"))?;
+        recipe.finish_capture(Duration::from_secs(5))
+    })
+    .await
+    .map_err(|e| Error::Pool(e.to_string()))?
+    .map_err(|e| Error::io("capturing the log", e))?;
+    let elapsed = started.elapsed();
+    let exit_code = match &status {
+        Ok(s) => process::exit_code(*s),
+        Err(_) => -1,
+    };
+    let (job_status, reason) = match ended_by {
+        Some((st, why)) => (st, Some(why)),
+        None if exit_code == 0 => (JobStatus::Succeeded, None),
+        None => (JobStatus::Failed, None),
+    };
+    if capture.truncated {
+        tracing::info!(job_id = %id, cap = cfg.log_max_bytes, "log truncated");
+    }
+    engine_line(
+        &log,
+        &match &reason {
+            Some(why) => format!("{why}; exit code {exit_code} after {:.1} s", elapsed.as_secs_f64()),
+            None => format!("exit code {exit_code} after {:.1} s", elapsed.as_secs_f64()),
+        },
+    );
+    let _ = release().await;
+
+    // Findings, then one transaction for the end state and the findings.
+    let findings = if job_status == JobStatus::Cancelled {
+        Vec::new()
+    } else {
+        let ctx = ParseContext::new(
+            &snap.language,
+            &snap.recipe,
+            Some(exit_code),
+            wt.path.clone(),
+            PathBuf::from(&snap.subproject),
+        );
+        match shared.parsers.send(Parse { ctx, log_path: log.clone() }).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                engine_line(&log, &format!("findings could not be parsed: {e}"));
+                Vec::new()
+            }
+            Err(_) => return Err(Error::Stopped),
+        }
+    };
+    let findings = with_identities(shared, &job.project, &wt.sha, findings).await;
+    finish(shared, &row, &log, job_status, Some(exit_code), reason, findings).await
+}
+
+fn stop_reason(s: Stop) -> (JobStatus, &'static str) {
+    match s {
+        Stop::Cancel => (JobStatus::Cancelled, "cancelled"),
+        Stop::Shutdown => (JobStatus::Failed, "service shut down, job stopped"),
+    }
+}
+
+async fn stop_group(shared: &Shared, pgid: i32, id: &str) {
+    let grace = shared.config.kill_grace;
+    let id = id.to_owned();
+    let left = tokio::task::spawn_blocking(move || {
+        process::terminate(Some(pgid), &id, grace, Duration::from_secs(30))
+    })
+    .await
+    .unwrap_or(0);
+    if left > 0 {
+        tracing::error!(pgid, left, "recipe processes survived SIGKILL");
+    }
+}
+
+async fn finish_without_run(
+    shared: &Arc<Shared>,
+    row: &JobRow,
+    log: &Path,
+    (status, why): (JobStatus, &'static str),
+) -> Result<()> {
+    engine_line(log, why);
+    let _ = shared.workspace.send(Release { project: row.job.project.clone(), job_id: row.job.id.clone() }).await;
+    finish(shared, row, log, status, None, Some(why.to_owned()), Vec::new()).await
+}
+
+async fn finish(
+    shared: &Arc<Shared>,
+    row: &JobRow,
+    log: &Path,
+    status: JobStatus,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+    findings: Vec<(Finding, String)>,
+) -> Result<()> {
+    let outcome = JobOutcome {
+        status,
+        exit_code,
+        reason,
+        log_bytes: fs::metadata(log).map(|m| m.len()).unwrap_or(0),
+        findings,
+    };
+    if shared.ledger.finish_job(row.job.id.clone(), outcome).await? {
+        tracing::info!(job_id = %row.job.id, project = %row.job.project, status = status.as_str(), "job finished");
+        announce(shared, &row.job.id).await;
+    }
+    Ok(())
+}
+
+/// Computes each finding's identity: a hash over kind, file, code, the
+/// whitespace-normalised source line at the job's commit, and the occurrence
+/// index among findings sharing those values; `kind|file|code` for findings
+/// without a source line.
+async fn with_identities(
+    shared: &Shared,
+    project: &str,
+    sha: &str,
+    findings: Vec<Finding>,
+) -> Vec<(Finding, String)> {
+    let wanted: Vec<(String, u32)> = findings
+        .iter()
+        .filter_map(|f| Some((f.file.clone()?, f.line?)))
+        .collect();
+    let lines = match shared
+        .workspace
+        .send(SourceLines { project: project.to_owned(), sha: sha.to_owned(), wanted })
+        .await
+    {
+        Ok(Ok(l)) => l,
+        _ => HashMap::new(),
+    };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    findings
+        .into_iter()
+        .map(|f| {
+            let source = match (&f.file, f.line) {
+                (Some(file), Some(line)) => lines.get(&(file.clone(), line)).map(|s| normalise(s)),
+                _ => None,
+            };
+            let file = f.file.as_deref().unwrap_or("");
+            let id = match source {
+                Some(src) => {
+                    let key = format!("{}|{}|{}|{}", f.kind.as_str(), file, f.code, src);
+                    let n = seen.entry(key.clone()).or_default();
+                    let occurrence = *n;
+                    *n += 1;
+                    short_hash(&format!("{key}|{occurrence}"))
+                }
+                None => short_hash(&format!("{}|{}|{}", f.kind.as_str(), file, f.code)),
+            };
+            (f, id)
+        })
+        .collect()
+}
+
+fn normalise(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn short_hash(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..8])
+}
+
+/// Variables that locate toolchains; passed through when the service has them.
+/// None of them carries a secret.
+const TOOLCHAIN_VARS: &[&str] = &[
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "CARGO_HOME",
+    "GOROOT",
+    "GOPATH",
+    "JAVA_HOME",
+    "JAVA_HOME_21",
+    "PYENV_ROOT",
+    "NVM_DIR",
+    "BUN_INSTALL",
+    "DOTNET_ROOT",
+    "GRADLE_HOME",
+    "MAVEN_HOME",
+];
+
+/// The complete environment of a recipe: a fixed base, toolchain locations,
+/// per-tool caches under the caches folder, and the job's own identifiers.
+/// Nothing else of the service's environment is passed on.
+pub fn recipe_env(cfg: &Config, job: &Job) -> Vec<(String, String)> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut env = vec![
+        (
+            "PATH".to_owned(),
+            var("PATH").unwrap_or_else(|| {
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()
+            }),
+        ),
+        ("HOME".to_owned(), var("HOME").unwrap_or_else(|| "/tmp".to_owned())),
+        ("LANG".to_owned(), var("LANG").unwrap_or_else(|| "C.UTF-8".to_owned())),
+        ("CI".to_owned(), "true".to_owned()),
+        ("CRAFTING_JOB_ID".to_owned(), job.id.clone()),
+        ("CRAFTING_PROJECT".to_owned(), job.project.clone()),
+        ("CRAFTING_RECIPE".to_owned(), job.recipe.clone()),
+    ];
+    for k in TOOLCHAIN_VARS {
+        if let Some(v) = var(k) {
+            env.push(((*k).to_owned(), v));
+        }
+    }
+    let caches = absolute(&cfg.caches_dir);
+    let cache = |sub: &str| caches.join(sub).display().to_string();
+    env.push(("CARGO_TARGET_DIR".to_owned(), cache(&format!("cargo-target/{}", job.project))));
+    env.push(("PIP_CACHE_DIR".to_owned(), cache("pip")));
+    env.push(("npm_config_cache".to_owned(), cache("npm")));
+    env.push(("GOCACHE".to_owned(), cache("go-build")));
+    env.push(("GOMODCACHE".to_owned(), cache("go-mod")));
+    env
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}

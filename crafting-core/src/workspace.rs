@@ -1,0 +1,522 @@
+//! Bare clones and per-job worktrees, on git2.
+//!
+//! Layout: `<workspace>/<project>/.cache` is the project's bare clone, and
+//! `<workspace>/<project>/<job_id>/` the worktree a job runs in. Remote
+//! branches are fetched to `refs/remotes/origin/*`, so the bare clone's own
+//! `refs/heads/*` only ever hold the short-lived branches libgit2 needs while
+//! adding a worktree. The remote URL is never written to the clone's config:
+//! fetches use an anonymous remote, so credentials stay in the ledger.
+//!
+//! [`Workspace`] does the work with plain blocking methods; the
+//! [`WorkspaceManager`] actor is a thin shell that runs them on blocking
+//! threads while holding a per-project lock, so git work for one project is
+//! serialised while different projects proceed in parallel.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use git2::{
+    AutotagOption, BranchType, FetchOptions, ObjectType, Oid, Repository, WorktreeAddOptions,
+    WorktreePruneOptions,
+};
+
+use crate::error::{Error, Result};
+
+const LAST_USED: &str = "crafting-last-used";
+
+/// A checked-out worktree for one job.
+#[derive(Debug, Clone)]
+pub struct Materialized {
+    /// Absolute path of the worktree.
+    pub path: PathBuf,
+    /// The commit checked out.
+    pub sha: String,
+    /// The remote's default branch, when it was detected during this fetch.
+    pub default_branch: Option<String>,
+}
+
+/// What a gc pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Worktrees removed for being older than the limit.
+    pub worktrees_pruned: usize,
+    /// Bare clones `git gc`'d for being idle.
+    pub clones_collected: usize,
+}
+
+/// Git operations on the workspace folder, all blocking.
+#[derive(Debug)]
+pub struct Workspace {
+    root: PathBuf,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    concurrency: Mutex<(HashMap<String, usize>, usize)>,
+}
+
+impl Workspace {
+    /// A workspace rooted at `root` (created when missing).
+    pub fn new(root: PathBuf) -> Result<Workspace> {
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("creating workspace {}", root.display()), e))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| Error::io(format!("resolving workspace {}", root.display()), e))?;
+        Ok(Workspace { root, locks: Mutex::default(), concurrency: Mutex::default() })
+    }
+
+    /// The canonical workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder holding a project's clone and worktrees.
+    pub fn project_dir(&self, project: &str) -> PathBuf {
+        self.root.join(project)
+    }
+
+    /// The worktree path a job uses.
+    pub fn worktree_path(&self, project: &str, job_id: &str) -> PathBuf {
+        self.project_dir(project).join(job_id)
+    }
+
+    /// Most git operations ever seen running at once for a single project.
+    pub fn max_concurrent_per_project(&self) -> usize {
+        self.concurrency.lock().expect("not poisoned").1
+    }
+
+    /// Runs `f` holding the project's git lock.
+    pub fn with_project_lock<T>(&self, project: &str, f: impl FnOnce() -> T) -> T {
+        let lock = self
+            .locks
+            .lock()
+            .expect("not poisoned")
+            .entry(project.to_owned())
+            .or_default()
+            .clone();
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut c = self.concurrency.lock().expect("not poisoned");
+            let n = c.0.entry(project.to_owned()).or_default();
+            *n += 1;
+            let n = *n;
+            c.1 = c.1.max(n);
+        }
+        let out = f();
+        *self.concurrency.lock().expect("not poisoned").0.entry(project.to_owned()).or_default() -=
+            1;
+        out
+    }
+
+    /// Opens the project's bare clone, creating it when needed.
+    fn clone_for(&self, project: &str) -> Result<Repository> {
+        let path = self.project_dir(project).join(".cache");
+        let repo = match Repository::open_bare(&path) {
+            Ok(r) => r,
+            Err(_) => {
+                fs::create_dir_all(&path)
+                    .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+                Repository::init_bare(&path).map_err(|e| Error::git("init", e))?
+            }
+        };
+        touch(&path.join(LAST_USED));
+        Ok(repo)
+    }
+
+    /// Fetches `url` into the project's bare clone, resolves `git_ref` (or the
+    /// default branch) to a commit, and checks it out in a new worktree for `job_id`.
+    pub fn materialize(
+        &self,
+        project: &str,
+        url: &str,
+        default_branch: Option<&str>,
+        git_ref: Option<&str>,
+        job_id: &str,
+    ) -> Result<Materialized> {
+        let repo = self.clone_for(project)?;
+        let detected = fetch(&repo, url)?;
+        let oid = resolve(&repo, git_ref, default_branch.or(detected.as_deref()))?;
+        let path = self.worktree_path(project, job_id);
+        add_worktree(&repo, job_id, &path, oid)?;
+        Ok(Materialized { path, sha: oid.to_string(), default_branch: detected })
+    }
+
+    /// Removes a job's worktree and its administrative entry in the bare clone.
+    pub fn release(&self, project: &str, job_id: &str) -> Result<()> {
+        let path = self.worktree_path(project, job_id);
+        remove_tree(&path)?;
+        if let Ok(repo) = Repository::open_bare(self.project_dir(project).join(".cache")) {
+            if let Ok(wt) = repo.find_worktree(job_id) {
+                let _ = wt.prune(Some(WorktreePruneOptions::new().valid(true).working_tree(true)));
+            }
+            if let Ok(mut b) = repo.find_branch(&job_branch(job_id), BranchType::Local) {
+                let _ = b.delete();
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a project's whole folder: clone and worktrees.
+    pub fn remove_project(&self, project: &str) -> Result<()> {
+        remove_tree(&self.project_dir(project))
+    }
+
+    /// Reads the given 1-based lines of files at commit `sha` from the bare clone.
+    /// Files or lines that do not exist are left out.
+    pub fn source_lines(
+        &self,
+        project: &str,
+        sha: &str,
+        wanted: &[(String, u32)],
+    ) -> Result<HashMap<(String, u32), String>> {
+        let mut out = HashMap::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let repo = Repository::open_bare(self.project_dir(project).join(".cache"))
+            .map_err(|e| Error::git("open", e))?;
+        let oid = Oid::from_str(sha).map_err(|e| Error::git("read commit", e))?;
+        let tree = repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(|e| Error::git("read commit", e))?;
+        let mut by_file: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (file, line) in wanted {
+            by_file.entry(file).or_default().push(*line);
+        }
+        for (file, lines) in by_file {
+            let Ok(entry) = tree.get_path(Path::new(file)) else { continue };
+            if entry.kind() != Some(ObjectType::Blob) {
+                continue;
+            }
+            let Ok(blob) = repo.find_blob(entry.id()) else { continue };
+            let text = String::from_utf8_lossy(blob.content());
+            let all: Vec<&str> = text.lines().collect();
+            for l in lines {
+                if let Some(s) = all.get((l as usize).wrapping_sub(1)) {
+                    out.insert((file.to_owned(), l), (*s).to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Prunes worktrees older than `max_age` in projects not named in `busy`,
+    /// and `git gc`s bare clones idle longer than `idle`.
+    pub fn gc(&self, max_age: Duration, idle: Duration, busy: &[String]) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let now = SystemTime::now();
+        let age = |p: &Path| {
+            fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default()
+        };
+        let git_cli = Command::new("git").arg("--version").output().is_ok();
+        let mut warned = false;
+        let Ok(projects) = fs::read_dir(&self.root) else { return Ok(report) };
+        for project in projects.flatten() {
+            let Some(name) = project.file_name().to_str().map(str::to_owned) else { continue };
+            if !project.path().is_dir() {
+                continue;
+            }
+            self.with_project_lock(&name, || {
+                for entry in fs::read_dir(project.path()).into_iter().flatten().flatten() {
+                    let Some(job) = entry.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    if job == ".cache" || busy.contains(&job) {
+                        continue;
+                    }
+                    if age(&entry.path()) > max_age && self.release(&name, &job).is_ok() {
+                        report.worktrees_pruned += 1;
+                    }
+                }
+                let clone = project.path().join(".cache");
+                if clone.is_dir() && age(&clone.join(LAST_USED)) > idle {
+                    if !git_cli {
+                        if !warned {
+                            tracing::info!("git CLI not found; skipping gc of idle bare clones");
+                            warned = true;
+                        }
+                        return;
+                    }
+                    let ok = Command::new("git")
+                        .args(["-c", "core.hooksPath=/dev/null", "-C"])
+                        .arg(&clone)
+                        .args(["gc", "--quiet"])
+                        .status()
+                        .map(|s| s.success())
+                        .unwrap_or(false);
+                    if ok {
+                        report.clones_collected += 1;
+                        touch(&clone.join(LAST_USED));
+                    }
+                }
+            });
+        }
+        Ok(report)
+    }
+}
+
+fn job_branch(job_id: &str) -> String {
+    format!("crafting-job-{job_id}")
+}
+
+fn touch(path: &Path) {
+    let _ = fs::write(path, b"");
+}
+
+/// Fetches branches and tags; returns the remote's default branch when it says.
+fn fetch(repo: &Repository, url: &str) -> Result<Option<String>> {
+    let mut remote = repo.remote_anonymous(url).map_err(|e| Error::git("fetch", e))?;
+    let mut opts = FetchOptions::new();
+    opts.download_tags(AutotagOption::None).prune(git2::FetchPrune::On);
+    remote
+        .fetch(
+            &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+            Some(&mut opts),
+            None,
+        )
+        .map_err(|e| Error::git("fetch", e))?;
+    let detected = remote
+        .default_branch()
+        .ok()
+        .and_then(|b| b.as_str().ok().map(str::to_owned))
+        .and_then(|b| b.strip_prefix("refs/heads/").map(str::to_owned));
+    Ok(detected)
+}
+
+/// Resolves a user ref (branch, tag, or hex commit id) to a commit.
+fn resolve(repo: &Repository, git_ref: Option<&str>, default_branch: Option<&str>) -> Result<Oid> {
+    let not_found = |what: String| Error::invalid("unknown_ref", what);
+    let Some(r) = git_ref else {
+        let branch = default_branch.unwrap_or("main");
+        return repo
+            .find_reference(&format!("refs/remotes/origin/{branch}"))
+            .and_then(|r| r.peel_to_commit())
+            .map(|c| c.id())
+            .map_err(|_| {
+                not_found(format!(
+                    "the default branch {branch:?} does not exist in the repository; \
+                     set default_branch on the project or pass a ref"
+                ))
+            });
+    };
+    for candidate in [format!("refs/remotes/origin/{r}"), format!("refs/tags/{r}")] {
+        if let Ok(c) = repo.find_reference(&candidate).and_then(|r| r.peel_to_commit()) {
+            return Ok(c.id());
+        }
+    }
+    if (4..=40).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if let Ok(c) = repo.revparse_single(r).and_then(|o| o.peel_to_commit()) {
+            return Ok(c.id());
+        }
+    }
+    Err(not_found(format!(
+        "ref {r:?} is not a branch, tag or commit of the repository (commits must be reachable \
+         from a branch or tag)"
+    )))
+}
+
+fn add_worktree(repo: &Repository, job_id: &str, path: &Path, oid: Oid) -> Result<()> {
+    if path.exists() {
+        remove_tree(path)?;
+    }
+    if let Ok(wt) = repo.find_worktree(job_id) {
+        let _ = wt.prune(Some(WorktreePruneOptions::new().valid(true).working_tree(true)));
+    }
+    let commit = repo.find_commit(oid).map_err(|e| Error::git("worktree add", e))?;
+    let branch_name = job_branch(job_id);
+    let branch = repo.branch(&branch_name, &commit, true).map_err(|e| Error::git("branch", e))?;
+    let mut opts = WorktreeAddOptions::new();
+    opts.reference(Some(branch.get()));
+    repo.worktree(job_id, path, Some(&opts)).map_err(|e| Error::git("worktree add", e))?;
+    // Leave the worktree on a detached HEAD at the commit, as CI checkouts do,
+    // and drop the helper branch.
+    let wt = Repository::open(path).map_err(|e| Error::git("worktree open", e))?;
+    wt.set_head_detached(oid).map_err(|e| Error::git("detach", e))?;
+    drop(branch);
+    if let Ok(mut b) = repo.find_branch(&branch_name, BranchType::Local) {
+        let _ = b.delete();
+    }
+    Ok(())
+}
+
+/// Removes a folder tree, making read-only folders writable when needed.
+fn remove_tree(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    fn make_writable(p: &Path) {
+        if let Ok(meta) = fs::symlink_metadata(p) {
+            if meta.is_dir() {
+                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+                for e in fs::read_dir(p).into_iter().flatten().flatten() {
+                    make_writable(&e.path());
+                }
+            }
+        }
+    }
+    make_writable(path);
+    fs::remove_dir_all(path).map_err(|e| Error::io(format!("removing {}", path.display()), e))
+}
+
+// ----- actor ------------------------------------------------------------------------------
+
+/// The actor owning the workspace; every handler runs its git work on a
+/// blocking thread under the project's lock.
+pub struct WorkspaceManager {
+    ws: Arc<Workspace>,
+}
+
+impl WorkspaceManager {
+    /// Wraps a workspace.
+    pub fn new(ws: Arc<Workspace>) -> Self {
+        WorkspaceManager { ws }
+    }
+}
+
+impl Actor for WorkspaceManager {
+    type Context = Context<Self>;
+}
+
+impl Supervised for WorkspaceManager {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!("workspace manager restarting");
+    }
+}
+
+/// Sent by the runner before a job runs: fetch and check out a worktree.
+#[derive(Message)]
+#[rtype(result = "Result<Materialized>")]
+pub struct Materialize {
+    /// Project name.
+    pub project: String,
+    /// URL (with credentials) to fetch from.
+    pub url: String,
+    /// The project's configured default branch.
+    pub default_branch: Option<String>,
+    /// The ref the job asked for.
+    pub git_ref: Option<String>,
+    /// The job id, which names the worktree.
+    pub job_id: String,
+}
+
+/// Sent by the runner when a job ends: remove its worktree.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Release {
+    /// Project name.
+    pub project: String,
+    /// Job id.
+    pub job_id: String,
+}
+
+/// Sent when a project is deleted: remove its clone and worktrees.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct RemoveProject {
+    /// Project name.
+    pub project: String,
+}
+
+/// Sent after parsing: read source lines at a commit, for finding identities.
+#[derive(Message)]
+#[rtype(result = "Result<HashMap<(String, u32), String>>")]
+pub struct SourceLines {
+    /// Project name.
+    pub project: String,
+    /// Commit id.
+    pub sha: String,
+    /// (file, 1-based line) pairs.
+    pub wanted: Vec<(String, u32)>,
+}
+
+/// Sent hourly by the engine's timer: prune old worktrees, gc idle clones.
+#[derive(Message)]
+#[rtype(result = "Result<GcReport>")]
+pub struct Gc {
+    /// Worktrees older than this are pruned.
+    pub max_age: Duration,
+    /// Clones idle longer than this are gc'd.
+    pub idle: Duration,
+    /// Job ids still running, whose worktrees are kept whatever their age.
+    pub busy: Vec<String>,
+}
+
+fn blocking<T: Send + 'static>(
+    ws: &Arc<Workspace>,
+    project: Option<String>,
+    f: impl FnOnce(&Workspace) -> Result<T> + Send + 'static,
+) -> ResponseFuture<Result<T>> {
+    let ws = ws.clone();
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || match project {
+            Some(p) => ws.with_project_lock(&p, || f(&ws)),
+            None => f(&ws),
+        })
+        .await
+        .map_err(|e| Error::Pool(format!("git worker failed: {e}")))?
+    })
+}
+
+impl Handler<Materialize> for WorkspaceManager {
+    type Result = ResponseFuture<Result<Materialized>>;
+
+    fn handle(&mut self, m: Materialize, _: &mut Context<Self>) -> Self::Result {
+        let p = m.project.clone();
+        blocking(&self.ws, Some(p), move |ws| {
+            ws.materialize(
+                &m.project,
+                &m.url,
+                m.default_branch.as_deref(),
+                m.git_ref.as_deref(),
+                &m.job_id,
+            )
+        })
+    }
+}
+
+impl Handler<Release> for WorkspaceManager {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, m: Release, _: &mut Context<Self>) -> Self::Result {
+        let p = m.project.clone();
+        blocking(&self.ws, Some(p), move |ws| ws.release(&m.project, &m.job_id))
+    }
+}
+
+impl Handler<RemoveProject> for WorkspaceManager {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, m: RemoveProject, _: &mut Context<Self>) -> Self::Result {
+        let p = m.project.clone();
+        blocking(&self.ws, Some(p), move |ws| ws.remove_project(&m.project))
+    }
+}
+
+impl Handler<SourceLines> for WorkspaceManager {
+    type Result = ResponseFuture<Result<HashMap<(String, u32), String>>>;
+
+    fn handle(&mut self, m: SourceLines, _: &mut Context<Self>) -> Self::Result {
+        let p = m.project.clone();
+        blocking(&self.ws, Some(p), move |ws| ws.source_lines(&m.project, &m.sha, &m.wanted))
+    }
+}
+
+impl Handler<Gc> for WorkspaceManager {
+    type Result = ResponseFuture<Result<GcReport>>;
+
+    fn handle(&mut self, m: Gc, _: &mut Context<Self>) -> Self::Result {
+        blocking(&self.ws, None, move |ws| ws.gc(m.max_age, m.idle, &m.busy))
+    }
+}
