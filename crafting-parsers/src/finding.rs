@@ -104,6 +104,59 @@ pub struct Finding {
     pub raw_json: Option<serde_json::Value>,
 }
 
+impl Finding {
+    /// A finding without a location; add one with [`Finding::at`].
+    pub fn new(
+        kind: Kind,
+        severity: Severity,
+        tool: &str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Finding {
+        let code = code.into();
+        Finding {
+            kind,
+            severity,
+            tool: tool.to_owned(),
+            file: None,
+            line: None,
+            column: None,
+            fingerprint: fingerprint(kind, None, None, &code),
+            code,
+            message: message.into(),
+            suggested_fix: None,
+            raw_json: None,
+        }
+    }
+
+    /// Sets the location: a repository-relative file, a 1-based line and a
+    /// 1-based character column. A line or column of 0 counts as unknown.
+    pub fn at(mut self, file: Option<String>, line: Option<u32>, column: Option<u32>) -> Finding {
+        self.file = file;
+        self.line = line.filter(|l| *l > 0);
+        self.column = if self.line.is_some() { column.filter(|c| *c > 0) } else { None };
+        self.refresh_fingerprint();
+        self
+    }
+
+    /// Sets the fix the tool proposes.
+    pub fn with_fix(mut self, fix: Option<String>) -> Finding {
+        self.suggested_fix = fix.filter(|f| !f.is_empty());
+        self
+    }
+
+    /// Sets the tool's own record.
+    pub fn with_raw(mut self, raw: serde_json::Value) -> Finding {
+        self.raw_json = Some(raw);
+        self
+    }
+
+    /// Recomputes `fingerprint` from the current kind, file, line and code.
+    pub fn refresh_fingerprint(&mut self) {
+        self.fingerprint = fingerprint(self.kind, self.file.as_deref(), self.line, &self.code);
+    }
+}
+
 /// First 16 hex characters of sha256 over `kind|file|line|code`, with an empty
 /// field for an unknown file or line. The message never takes part.
 pub fn fingerprint(kind: Kind, file: Option<&str>, line: Option<u32>, code: &str) -> String {

@@ -5,6 +5,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use crate::finding::{Finding, Kind, Severity, fingerprint};
+use crate::stream;
 
 /// What a parser knows about the log it reads.
 #[derive(Debug, Clone)]
@@ -40,18 +41,59 @@ impl ParseContext {
     }
 }
 
-/// A parser for one language's tool output.
+/// A parser for one tool's (or one language's) output.
+///
+/// A parser either reads the whole log itself ([`Parser::parse`]) or, better,
+/// offers a [`Session`] ([`Parser::session`]) so that every parser of a
+/// language shares one streaming pass over the log. All built-in parsers
+/// offer sessions.
 pub trait Parser: Send + Sync {
-    /// Whether this parser understands what `recipe` prints.
+    /// Whether this parser should read the output of `recipe`. The built-in
+    /// parsers recognise their formats by content and claim every recipe.
     fn claims(&self, recipe: &str) -> bool;
     /// Reads the whole log and returns what it recognised. Must never panic.
     fn parse(&self, ctx: &ParseContext, log: &mut dyn BufRead) -> Vec<Finding>;
+    /// A streaming session over one log, when the parser can work line by
+    /// line. The default is `None`: the registry then gives the parser a
+    /// copy of the whole log, which costs memory in proportion to the log.
+    fn session(&self, ctx: &ParseContext) -> Option<Box<dyn Session>> {
+        let _ = ctx;
+        None
+    }
 }
+
+/// One parser's state while a log streams past.
+///
+/// The registry reads the log once, cleans each line (no line end, no
+/// terminal escape sequences, invalid UTF-8 replaced) and offers it to every
+/// session in turn; JSON documents found between the lines (one per line or
+/// pretty-printed over many) are parsed once and handed to every session.
+pub trait Session: Send {
+    /// Offered each line that is not part of a JSON document. Returning
+    /// `true` claims the line: later sessions do not see it and it is not
+    /// read as the start of a JSON document.
+    fn line(&mut self, line: &str, out: &mut Vec<Finding>) -> bool {
+        let _ = (line, out);
+        false
+    }
+    /// Offered every JSON document of the log.
+    fn json(&mut self, doc: &serde_json::Value, out: &mut Vec<Finding>) {
+        let _ = (doc, out);
+    }
+    /// Called once at the end of the log.
+    fn finish(&mut self, out: &mut Vec<Finding>) {
+        let _ = out;
+    }
+}
+
+/// The language key whose parsers run for every language.
+pub const ANY_LANGUAGE: &str = "*";
 
 /// Language -> parsers table, with the generic fallback behind it.
 #[derive(Default)]
 pub struct Registry {
     parsers: HashMap<String, Vec<Box<dyn Parser>>>,
+    aliases: HashMap<String, String>,
 }
 
 impl Registry {
@@ -60,30 +102,77 @@ impl Registry {
         Registry::default()
     }
 
-    /// The registry with every built-in parser.
+    /// The registry with every built-in parser: see the crate documentation
+    /// for the formats of each language. `javascript` is an alias of
+    /// `typescript`; SARIF and JUnit XML are read for every language.
     pub fn with_defaults() -> Self {
-        Registry::default()
+        use crate::tools::*;
+        let mut r = Registry::default();
+        r.register(ANY_LANGUAGE, Box::new(Junit));
+        r.register(ANY_LANGUAGE, Box::new(Sarif));
+        r.register("rust", Box::new(CargoDiagnostics));
+        r.register("rust", Box::new(CargoAudit));
+        r.register("rust", Box::new(CargoTest));
+        r.register("python", Box::new(Ruff));
+        r.register("python", Box::new(Mypy));
+        r.register("python", Box::new(Pytest));
+        r.register("python", Box::new(PipAudit));
+        r.register("go", Box::new(Govulncheck));
+        r.register("go", Box::new(GoVet));
+        r.register("typescript", Box::new(Eslint));
+        r.register("typescript", Box::new(Tsc));
+        r.alias("javascript", "typescript");
+        r
     }
 
-    /// Adds a parser for `language`.
+    /// Adds a parser for `language` ([`ANY_LANGUAGE`] for every language).
+    /// Language names are compared without regard to case.
     pub fn register(&mut self, language: &str, parser: Box<dyn Parser>) {
-        self.parsers.entry(language.to_owned()).or_default().push(parser);
+        self.parsers.entry(language.to_ascii_lowercase()).or_default().push(parser);
     }
 
-    /// Parses a log: the first parser of the language that claims the recipe
-    /// reads it; when none produced a finding and the exit code is non-zero,
-    /// the generic fallback reports one `recipe_fail`.
+    /// Makes `alias` read with the parsers of `language`.
+    pub fn alias(&mut self, alias: &str, language: &str) {
+        self.aliases.insert(alias.to_ascii_lowercase(), language.to_ascii_lowercase());
+    }
+
+    /// The parsers that read a log of `language`: those for every language
+    /// first, then the language's own (following an alias).
+    fn parsers_for(&self, language: &str) -> impl Iterator<Item = &dyn Parser> {
+        let lang = language.to_ascii_lowercase();
+        let lang = self.aliases.get(&lang).cloned().unwrap_or(lang);
+        let any = self.parsers.get(ANY_LANGUAGE).into_iter().flatten();
+        let own = if lang == ANY_LANGUAGE { None } else { self.parsers.get(&lang) };
+        any.chain(own.into_iter().flatten()).map(|p| p.as_ref())
+    }
+
+    /// Parses a log with every parser of the context's language that claims
+    /// the recipe, in one pass; merges duplicate findings; and when nothing
+    /// was found and the exit code is non-zero, reports one `recipe_fail`.
     pub fn parse(&self, ctx: &ParseContext, log: &mut dyn BufRead) -> Vec<Finding> {
-        let mut findings = Vec::new();
-        if let Some(parsers) = self.parsers.get(&ctx.language) {
-            if let Some(p) = parsers.iter().find(|p| p.claims(&ctx.recipe)) {
-                findings = p.parse(ctx, log);
+        let mut sessions = Vec::new();
+        let mut whole = Vec::new();
+        for parser in self.parsers_for(&ctx.language).filter(|p| p.claims(&ctx.recipe)) {
+            match parser.session(ctx) {
+                Some(s) => sessions.push(s),
+                None => whole.push(parser),
             }
         }
-        if findings.is_empty() {
-            if let Some(f) = generic_failure(ctx) {
-                findings.push(f);
+        let mut findings = if whole.is_empty() {
+            stream::run(&mut sessions, log)
+        } else {
+            // Parsers that read the whole log need a copy each.
+            let mut copy = Vec::new();
+            // A read error ends the log where it happened.
+            let _ = log.read_to_end(&mut copy);
+            let mut found = stream::run(&mut sessions, &mut copy.as_slice());
+            for parser in whole {
+                found.extend(parser.parse(ctx, &mut copy.as_slice()));
             }
+            stream::dedupe(found)
+        };
+        if findings.is_empty() {
+            findings.extend(generic_failure(ctx));
         }
         findings
     }
