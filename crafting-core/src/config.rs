@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::digest::DigestConfig;
 use crate::error::{Error, Result};
 
 /// Everything the engine needs to start. Build it with [`Config::new`] or
@@ -33,6 +34,9 @@ pub struct Config {
     pub worktree_max_age: Duration,
     /// Bare clones idle longer than this are `git gc`'d (7 days).
     pub clone_idle_gc: Duration,
+    /// The daily digest: schedule, SMTP relay, link base (`CRAFTING_DIGEST_*`,
+    /// `CRAFTING_SMTP_*`, `CRAFTING_PUBLIC_URL`); see [`crate::digest`].
+    pub digest: DigestConfig,
 }
 
 impl Config {
@@ -51,6 +55,7 @@ impl Config {
             gc_interval: Duration::from_secs(3600),
             worktree_max_age: Duration::from_secs(24 * 3600),
             clone_idle_gc: Duration::from_secs(7 * 24 * 3600),
+            digest: DigestConfig::default(),
         }
     }
 
@@ -88,6 +93,7 @@ impl Config {
         if let Some(v) = get("CRAFTING_KILL_GRACE_SECS") {
             c.kill_grace = Duration::from_secs(number("CRAFTING_KILL_GRACE_SECS", &v)?);
         }
+        c.digest = DigestConfig::from_vars(get)?;
         Ok(c)
     }
 
@@ -113,7 +119,7 @@ pub fn split_paths(v: &str) -> Vec<PathBuf> {
 }
 
 fn number(var: &str, v: &str) -> Result<u64> {
-    v.trim().parse().map_err(|_| {
-        Error::invalid("invalid_config", format!("{var}={v:?} is not a whole number"))
-    })
+    v.trim()
+        .parse()
+        .map_err(|_| Error::invalid("invalid_config", format!("{var}={v:?} is not a whole number")))
 }

@@ -11,16 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use chrono::NaiveDate;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
+use crate::digest::{DayDigest, DigestScheduler, DigestService, Render, RunNow, RunReport};
 use crate::error::{Error, Result};
 use crate::ledger::{JobOutcome, Ledger, now};
 use crate::model::{
-    Caller, FindingRecord, Job, JobFilter, JobRequest, JobStatus, NOTIFY_EVENTS, NewToken,
-    Project, ProjectSpec, RecipeSnapshot, RunnerStats, Token,
+    Caller, FindingRecord, Job, JobFilter, JobRequest, JobStatus, NOTIFY_EVENTS, NewToken, Project,
+    ProjectSpec, RecipeSnapshot, RunnerStats, Token,
 };
 use crate::parsers::ParserRegistry;
 use crate::process;
@@ -31,7 +33,7 @@ use crate::workspace::{RemoveProject, Workspace, WorkspaceManager};
 /// Lines returned by [`CraftingTable::get_job`] as the log tail.
 pub const TAIL_LINES: usize = 200;
 /// The tail is read from at most this many bytes at the end of the log.
-const TAIL_MAX_BYTES: u64 = 1024 * 1024;
+const TAIL_MAX_BYTES: u64 = 256 * 1024;
 /// Most subprojects a project may have.
 const MAX_SUBPROJECTS: usize = 200;
 /// Longest recipe command accepted.
@@ -51,6 +53,8 @@ struct Inner {
     runner: Addr<Runner>,
     events: broadcast::Sender<JobFinished>,
     admin_bearer_file: Option<PathBuf>,
+    digest: Addr<DigestScheduler>,
+    digest_service: DigestService,
 }
 
 /// A job and the last lines of its log.
@@ -95,6 +99,10 @@ impl CraftingTable {
         }
         fs::create_dir_all(config.logs_dir())
             .map_err(|e| Error::io("creating the logs folder", e))?;
+        // The data folder holds the ledger, the admin bearer and every log:
+        // only the service's own user may enter it.
+        fs::set_permissions(&config.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| Error::io(format!("restricting {}", config.data_dir.display()), e))?;
         let ledger = Ledger::open(&config.ledger_path(), config.runner_workers + 8).await?;
         let admin_bearer_file = ensure_admin(&config, &ledger).await?;
         let ws = Arc::new(Workspace::new(config.workspace_dir.clone())?);
@@ -119,10 +127,16 @@ impl CraftingTable {
             events: events.clone(),
         });
         sweep_orphans(&shared).await?;
+        tracing::warn!(
+            "recipes run as this service's own user without a sandbox: every registered \
+             repository is trusted with the service's files"
+        );
         let runner = {
             let shared = shared.clone();
             Supervisor::start(move |_| Runner::new(shared.clone()))
         };
+        let digest_service = DigestService::new(ledger.clone(), &config.digest)?;
+        let digest = DigestScheduler::start(digest_service.clone());
         let table = CraftingTable {
             inner: Arc::new(Inner {
                 config,
@@ -132,6 +146,8 @@ impl CraftingTable {
                 runner,
                 events,
                 admin_bearer_file,
+                digest,
+                digest_service,
             }),
         };
         for row in table.inner.ledger.jobs_in_state(JobStatus::Queued).await? {
@@ -207,7 +223,9 @@ impl CraftingTable {
         if spec.subprojects.is_empty() || spec.subprojects.len() > MAX_SUBPROJECTS {
             return Err(Error::invalid(
                 "invalid_subprojects",
-                format!("a project needs 1 to {MAX_SUBPROJECTS} subprojects, each with a path, a language and recipes"),
+                format!(
+                    "a project needs 1 to {MAX_SUBPROJECTS} subprojects, each with a path, a language and recipes"
+                ),
             ));
         }
         let mut spec = spec.clone();
@@ -228,7 +246,10 @@ impl CraftingTable {
             {
                 return Err(Error::invalid(
                     "invalid_language",
-                    format!("language {:?} of subproject {:?} must be a short name such as rust, python, go or typescript", sub.language, sub.path),
+                    format!(
+                        "language {:?} of subproject {:?} must be a short name such as rust, python, go or typescript",
+                        sub.language, sub.path
+                    ),
                 ));
             }
             sub.language = lang.clone();
@@ -236,7 +257,10 @@ impl CraftingTable {
             if sub.recipes.is_empty() {
                 return Err(Error::invalid(
                     "invalid_recipe",
-                    format!("subproject {:?} has no recipes; add at least one, e.g. {{\"test\": \"make test\"}}", sub.path),
+                    format!(
+                        "subproject {:?} has no recipes; add at least one, e.g. {{\"test\": \"make test\"}}",
+                        sub.path
+                    ),
                 ));
             }
             for (name, cmd) in &sub.recipes {
@@ -244,7 +268,10 @@ impl CraftingTable {
                 if cmd.trim().is_empty() || cmd.len() > MAX_COMMAND || cmd.contains('\0') {
                     return Err(Error::invalid(
                         "invalid_recipe",
-                        format!("recipe {name:?} of subproject {:?} must be a non-empty shell command of at most {MAX_COMMAND} bytes", sub.path),
+                        format!(
+                            "recipe {name:?} of subproject {:?} must be a non-empty shell command of at most {MAX_COMMAND} bytes",
+                            sub.path
+                        ),
                     ));
                 }
             }
@@ -253,7 +280,10 @@ impl CraftingTable {
             {
                 return Err(Error::invalid(
                     "invalid_timeout",
-                    format!("timeout_secs of subproject {:?} must be between 1 and 604800", sub.path),
+                    format!(
+                        "timeout_secs of subproject {:?} must be between 1 and 604800",
+                        sub.path
+                    ),
                 ));
             }
         }
@@ -264,7 +294,10 @@ impl CraftingTable {
             if !NOTIFY_EVENTS.contains(&ev.as_str()) {
                 return Err(Error::invalid(
                     "invalid_notify",
-                    format!("notify event {ev:?} is unknown; use any of {}", NOTIFY_EVENTS.join(", ")),
+                    format!(
+                        "notify event {ev:?} is unknown; use any of {}",
+                        NOTIFY_EVENTS.join(", ")
+                    ),
                 ));
             }
         }
@@ -301,7 +334,11 @@ impl CraftingTable {
         Ok(self.owned_project(caller, name).await?.project)
     }
 
-    async fn owned_project(&self, caller: &Caller, name: &str) -> Result<crate::ledger::ProjectRow> {
+    async fn owned_project(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<crate::ledger::ProjectRow> {
         match self.inner.ledger.get_project(name.to_owned()).await? {
             Some(row) if caller.is_admin || row.project.owner == caller.token => Ok(row),
             _ => Err(Error::NotFound { what: "project" }),
@@ -319,7 +356,10 @@ impl CraftingTable {
         if spec.name != name {
             return Err(Error::invalid(
                 "invalid_name",
-                format!("the body names project {:?} but the path names {name:?}; projects cannot be renamed", spec.name),
+                format!(
+                    "the body names project {:?} but the path names {name:?}; projects cannot be renamed",
+                    spec.name
+                ),
             ));
         }
         let (languages, spec) = self.check_spec(&spec)?;
@@ -383,7 +423,10 @@ impl CraftingTable {
                         "unknown_subproject",
                         format!(
                             "project {project:?} has no subproject {path:?}; it has {}",
-                            subs.iter().map(|s| format!("{:?}", s.path)).collect::<Vec<_>>().join(", ")
+                            subs.iter()
+                                .map(|s| format!("{:?}", s.path))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 })?
@@ -513,10 +556,10 @@ impl CraftingTable {
                 log_bytes: fs::metadata(&log).map(|m| m.len()).unwrap_or(0),
                 findings: Vec::new(),
             };
-            if self.inner.ledger.finish_job(id.to_owned(), outcome).await? {
-                if let Ok(Some(r)) = self.inner.ledger.get_job(id.to_owned()).await {
-                    let _ = self.inner.events.send(JobFinished { job: r.job });
-                }
+            if self.inner.ledger.finish_job(id.to_owned(), outcome).await?
+                && let Ok(Some(r)) = self.inner.ledger.get_job(id.to_owned()).await
+            {
+                let _ = self.inner.events.send(JobFinished { job: r.job });
             }
         } else {
             // Running: wait for the runner to record the end.
@@ -529,7 +572,9 @@ impl CraftingTable {
                     }
                 }
             };
-            let _ = tokio::time::timeout(self.inner.config.kill_grace + Duration::from_secs(60), wait).await;
+            let _ =
+                tokio::time::timeout(self.inner.config.kill_grace + Duration::from_secs(60), wait)
+                    .await;
         }
         Ok(self.owned_job(caller, id).await?.job)
     }
@@ -587,8 +632,10 @@ impl CraftingTable {
         };
         let before_ids: BTreeSet<&str> = before.iter().map(|f| f.identity.as_str()).collect();
         let now_ids: BTreeSet<&str> = current.iter().map(|f| f.identity.as_str()).collect();
-        let fixed = before.iter().filter(|f| !now_ids.contains(f.identity.as_str())).cloned().collect();
-        let (open, new) = current.iter().cloned().partition(|f| before_ids.contains(f.identity.as_str()));
+        let fixed =
+            before.iter().filter(|f| !now_ids.contains(f.identity.as_str())).cloned().collect();
+        let (open, new) =
+            current.iter().cloned().partition(|f| before_ids.contains(f.identity.as_str()));
         Ok(Comparison { base_job_id: base_id, new, fixed, open })
     }
 
@@ -606,17 +653,54 @@ impl CraftingTable {
     /// stops the rest (their process groups are killed and they are recorded
     /// as failed with the reason "service shut down, job stopped").
     pub async fn shutdown(&self, grace: Duration) {
-        let running = self.inner.runner.send(Drain { stop_running: false }).await.unwrap_or_default();
+        let running =
+            self.inner.runner.send(Drain { stop_running: false }).await.unwrap_or_default();
         let deadline = tokio::time::Instant::now() + grace;
         for id in &running {
-            let _ = self.wait_job(&Caller::admin("system"), id, deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+            let _ = self
+                .wait_job(
+                    &Caller::admin("system"),
+                    id,
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                )
+                .await;
         }
         let left = self.inner.runner.send(Drain { stop_running: true }).await.unwrap_or_default();
         for id in &left {
             let _ = self
-                .wait_job(&Caller::admin("system"), id, self.inner.config.kill_grace + Duration::from_secs(30))
+                .wait_job(
+                    &Caller::admin("system"),
+                    id,
+                    self.inner.config.kill_grace + Duration::from_secs(30),
+                )
                 .await;
         }
+    }
+
+    // ----- digest -------------------------------------------------------------------------
+
+    /// The digest of `date` for every project, as `GET /digests/{date}`
+    /// serves it (see [`crate::digest`]).
+    pub async fn render_digest(&self, date: NaiveDate) -> Result<DayDigest> {
+        self.inner.digest.send(Render { date }).await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Runs a date's digest now (the newest date whose window has closed
+    /// when `date` is absent), as `POST /admin/digest/run-now` does. A dry
+    /// run sends and records nothing and returns the rendered digests; a real
+    /// run without SMTP fails with `smtp_unconfigured`.
+    pub async fn run_digest_now(
+        &self,
+        date: Option<NaiveDate>,
+        dry_run: bool,
+    ) -> Result<RunReport> {
+        self.inner.digest.send(RunNow { date, dry_run }).await.map_err(|_| Error::Stopped)?
+    }
+
+    /// The digest service the scheduler uses: its clock, and its `tick` for
+    /// driving a scheduled run by hand.
+    pub fn digest(&self) -> &DigestService {
+        &self.inner.digest_service
     }
 }
 
@@ -661,8 +745,9 @@ async fn sweep_orphans(shared: &Shared) -> Result<()> {
         let id = row.job.id.clone();
         let (pgid, start) = (row.pgid, row.pgid_start_ticks);
         let id2 = id.clone();
-        let left =
-            tokio::task::spawn_blocking(move || process::kill_orphan(pgid, start, &id2)).await.unwrap_or(0);
+        let left = tokio::task::spawn_blocking(move || process::kill_orphan(pgid, start, &id2))
+            .await
+            .unwrap_or(0);
         if left > 0 {
             tracing::error!(job_id = %id, left, "orphaned recipe processes survived SIGKILL");
         }
@@ -719,40 +804,78 @@ pub fn validate_cidr(cidr: &str) -> Result<()> {
     }
 }
 
-/// The last `lines` lines of a file, read from its end (never the whole file).
+/// The last `lines` lines of a file, read backwards from its end in blocks,
+/// never the whole file, and never more than 256 KiB of it (a longer final
+/// line is cut at its start).
 pub fn tail(path: &std::path::Path, lines: usize) -> String {
     let Ok(mut f) = File::open(path) else { return String::new() };
     let Ok(len) = f.metadata().map(|m| m.len()) else { return String::new() };
-    let mut buf: Vec<u8> = Vec::new();
+    let block = 64 * 1024u64;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
     let mut pos = len;
-    let chunk = 64 * 1024u64;
-    while pos > 0 && (len - pos) < TAIL_MAX_BYTES {
-        let step = chunk.min(pos);
+    let mut newlines = 0usize;
+    let mut start_in_first: Option<usize> = None;
+    let mut trailing_checked = false;
+    while pos > 0 && len - pos < TAIL_MAX_BYTES {
+        let step = block.min(pos).min(TAIL_MAX_BYTES - (len - pos));
         pos -= step;
         let mut part = vec![0u8; step as usize];
         if f.seek(SeekFrom::Start(pos)).is_err() || f.read_exact(&mut part).is_err() {
             break;
         }
-        part.extend_from_slice(&buf);
-        buf = part;
-        // One newline more than wanted marks the start of the first kept line
-        // (a final newline ends the last line and does not count).
-        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if body.iter().filter(|b| **b == b'\n').count() >= lines {
+        // A final newline ends the last line; it does not start a new one.
+        let mut scan_end = part.len();
+        if !trailing_checked {
+            trailing_checked = true;
+            if part.last() == Some(&b'\n') {
+                scan_end -= 1;
+            }
+        }
+        for (i, b) in part[..scan_end].iter().enumerate().rev() {
+            if *b == b'\n' {
+                newlines += 1;
+                if newlines == lines {
+                    start_in_first = Some(i + 1);
+                    break;
+                }
+            }
+        }
+        blocks.push(part);
+        if start_in_first.is_some() {
             break;
         }
     }
-    let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
-    let mut count = 0;
-    let mut start = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            count += 1;
-            if count == lines {
-                start = i + 1;
-                break;
-            }
-        }
+    let mut out = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
+    for (i, part) in blocks.iter().rev().enumerate() {
+        let from = if i == 0 { start_in_first.unwrap_or(0) } else { 0 };
+        out.extend_from_slice(&part[from..]);
     }
-    String::from_utf8_lossy(&buf[start..]).into_owned()
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let text: String = (1..=500).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&p, &text).unwrap();
+        let t = tail(&p, 200);
+        assert!(t.starts_with("line 301\n"), "{}", &t[..20]);
+        assert!(t.ends_with("line 500\n"));
+        assert_eq!(t.lines().count(), 200);
+        assert_eq!(tail(&p, 1000), text);
+        std::fs::write(&p, "no newline at the end").unwrap();
+        assert_eq!(tail(&p, 200), "no newline at the end");
+        std::fs::write(&p, "a\nb").unwrap();
+        assert_eq!(tail(&p, 1), "b");
+        let big = "y".repeat(3 * 1024 * 1024);
+        std::fs::write(&p, format!("{big}\nlast\n")).unwrap();
+        let t = tail(&p, 200);
+        assert!(t.len() <= 256 * 1024 && t.ends_with("\nlast\n"));
+        assert_eq!(tail(&dir.path().join("missing"), 200), "");
+    }
 }

@@ -67,6 +67,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod digest;
 pub mod error;
 mod handle;
 pub mod ledger;
@@ -74,10 +75,12 @@ pub mod model;
 pub mod parsers;
 pub mod process;
 pub mod runner;
+pub mod toolchains;
 pub mod validate;
 pub mod workspace;
 
 pub use config::Config;
+pub use digest::{DayDigest, DigestConfig, DigestService, RunReport};
 pub use error::{Error, Result};
 pub use handle::{Comparison, CraftingTable, JobView, TAIL_LINES, tail, validate_cidr};
 pub use model::*;

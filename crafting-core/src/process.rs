@@ -192,9 +192,26 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
 
 /// Live (non-zombie) processes in group `pgid` or carrying `CRAFTING_JOB_ID=<job_id>`.
 pub fn recipe_processes(pgid: Option<i32>, job_id: &str) -> Vec<i32> {
-    let needle = format!("CRAFTING_JOB_ID={job_id}\0");
+    scan(pgid, job_id).found
+}
+
+/// What one pass over `/proc` saw.
+struct Scan {
+    /// Processes of the recipe.
+    found: Vec<i32>,
+    /// Processes of this user whose environment could not be read or was
+    /// empty: a process in the middle of `execve` shows no environment for a
+    /// moment, so it may still be one of the recipe's.
+    unsure: usize,
+}
+
+fn scan(pgid: Option<i32>, job_id: &str) -> Scan {
+    use std::os::unix::fs::MetadataExt;
+    let needle = format!("CRAFTING_JOB_ID={job_id}");
     let me = std::process::id() as i32;
-    let mut out = Vec::new();
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut out = Scan { found: Vec::new(), unsure: 0 };
     let Ok(dir) = fs::read_dir("/proc") else { return out };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -207,23 +224,31 @@ pub fn recipe_processes(pgid: Option<i32>, job_id: &str) -> Vec<i32> {
         if fields.first().map(String::as_str) == Some("Z") {
             continue;
         }
+        let ppid: Option<i32> = fields.get(1).and_then(|s| s.parse().ok());
         let pgrp: Option<i32> = fields.get(2).and_then(|s| s.parse().ok());
         if pgid.is_some() && pgrp == pgid {
-            out.push(pid);
+            out.found.push(pid);
             continue;
         }
-        if environ_contains(pid, needle.as_bytes()) {
-            out.push(pid);
+        match fs::read(format!("/proc/{pid}/environ")) {
+            Ok(env) if !env.is_empty() => {
+                if env.split(|b| *b == 0).any(|entry| entry == needle.as_bytes()) {
+                    out.found.push(pid);
+                }
+            }
+            _ => {
+                // Init and kernel threads (kthreadd, pid 2, and its
+                // children) may show no environment either; they are never
+                // a recipe's.
+                let kernel = pid <= 2 || ppid == Some(2);
+                let ours = entry.metadata().map(|m| m.uid() == uid).unwrap_or(false);
+                if ours && !kernel {
+                    out.unsure += 1;
+                }
+            }
         }
     }
     out
-}
-
-fn environ_contains(pid: i32, needle: &[u8]) -> bool {
-    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else { return false };
-    // Each entry starts at offset 0 or right after a NUL.
-    let needle = &needle[..needle.len().saturating_sub(1)];
-    env.split(|b| *b == 0).any(|entry| entry == needle)
 }
 
 /// Stops every process of a recipe: SIGTERM, then SIGKILL after `grace`, until
@@ -232,10 +257,19 @@ fn environ_contains(pid: i32, needle: &[u8]) -> bool {
 pub fn terminate(pgid: Option<i32>, job_id: &str, grace: Duration, give_up: Duration) -> usize {
     let started = Instant::now();
     let mut killing = false;
+    // A pass that finds nothing while some process shows no environment is
+    // looked at again, a few times, so a child caught mid-`execve` is not missed.
+    let mut rechecks = 0;
     loop {
-        let pids = recipe_processes(pgid, job_id);
+        let seen = scan(pgid, job_id);
+        let pids = seen.found;
         if pids.is_empty() {
-            return 0;
+            if seen.unsure == 0 || rechecks >= 10 {
+                return 0;
+            }
+            rechecks += 1;
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
         }
         let signal = if killing { libc::SIGKILL } else { libc::SIGTERM };
         if let Some(g) = pgid {

@@ -274,7 +274,10 @@ async fn record_crash(shared: &Shared, id: &str, reason: &str) {
         findings: Vec::new(),
     };
     if let Ok(true) = shared.ledger.finish_job(id.to_owned(), outcome).await {
-        let _ = shared.workspace.send(Release { project: row.job.project, job_id: id.to_owned() }).await;
+        let _ = shared
+            .workspace
+            .send(Release { project: row.job.project, job_id: id.to_owned() })
+            .await;
         announce(shared, id).await;
     }
 }
@@ -309,8 +312,10 @@ async fn run_job_inner(
     }
     let row = ledger.get_job(id.to_owned()).await?.ok_or(Error::NotFound { what: "job" })?;
     let job = &row.job;
-    let project =
-        ledger.get_project(job.project.clone()).await?.ok_or(Error::NotFound { what: "project" })?;
+    let project = ledger
+        .get_project(job.project.clone())
+        .await?
+        .ok_or(Error::NotFound { what: "project" })?;
     let log = log_file(cfg, &row.log_path);
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -347,8 +352,12 @@ async fn run_job_inner(
         Err(e) => {
             let msg = format!("checkout failed: {e}");
             engine_line(&log, &msg);
-            let _ = shared.workspace.send(Release { project: job.project.clone(), job_id: id.to_owned() }).await;
-            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new()).await;
+            let _ = shared
+                .workspace
+                .send(Release { project: job.project.clone(), job_id: id.to_owned() })
+                .await;
+            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new())
+                .await;
         }
     };
     if project.project.default_branch.is_none()
@@ -357,7 +366,8 @@ async fn run_job_inner(
         ledger.set_default_branch(job.project.clone(), b.clone()).await?;
     }
     ledger.set_job_sha(id.to_owned(), wt.sha.clone()).await?;
-    let release = || shared.workspace.send(Release { project: job.project.clone(), job_id: id.to_owned() });
+    let release =
+        || shared.workspace.send(Release { project: job.project.clone(), job_id: id.to_owned() });
 
     // The subproject folder must exist inside the worktree (no symlink out).
     let cwd = if snap.subproject == "." { wt.path.clone() } else { wt.path.join(&snap.subproject) };
@@ -387,7 +397,8 @@ async fn run_job_inner(
             let msg = format!("could not start /bin/sh: {e}");
             engine_line(&log, &msg);
             let _ = release().await;
-            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new()).await;
+            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new())
+                .await;
         }
     };
     let pgid = recipe.pgid;
@@ -447,7 +458,9 @@ async fn run_job_inner(
     engine_line(
         &log,
         &match &reason {
-            Some(why) => format!("{why}; exit code {exit_code} after {:.1} s", elapsed.as_secs_f64()),
+            Some(why) => {
+                format!("{why}; exit code {exit_code} after {:.1} s", elapsed.as_secs_f64())
+            }
             None => format!("exit code {exit_code} after {:.1} s", elapsed.as_secs_f64()),
         },
     );
@@ -504,7 +517,10 @@ async fn finish_without_run(
     (status, why): (JobStatus, &'static str),
 ) -> Result<()> {
     engine_line(log, why);
-    let _ = shared.workspace.send(Release { project: row.job.project.clone(), job_id: row.job.id.clone() }).await;
+    let _ = shared
+        .workspace
+        .send(Release { project: row.job.project.clone(), job_id: row.job.id.clone() })
+        .await;
     finish(shared, row, log, status, None, Some(why.to_owned()), Vec::new()).await
 }
 
@@ -541,10 +557,8 @@ async fn with_identities(
     sha: &str,
     findings: Vec<Finding>,
 ) -> Vec<(Finding, String)> {
-    let wanted: Vec<(String, u32)> = findings
-        .iter()
-        .filter_map(|f| Some((f.file.clone()?, f.line?)))
-        .collect();
+    let wanted: Vec<(String, u32)> =
+        findings.iter().filter_map(|f| Some((f.file.clone()?, f.line?))).collect();
     let lines = match shared
         .workspace
         .send(SourceLines { project: project.to_owned(), sha: sha.to_owned(), wanted })
@@ -638,9 +652,5 @@ pub fn recipe_env(cfg: &Config, job: &Job) -> Vec<(String, String)> {
 }
 
 fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
-    }
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -15,9 +15,8 @@ static NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$").expect("valid regex"));
 static RECIPE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]{0,31}$").expect("valid regex"));
-static CREDENTIALS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@").expect("valid regex")
-});
+static CREDENTIALS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@").expect("valid regex"));
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
         .expect("valid regex")
@@ -58,7 +57,10 @@ pub fn subproject_path(value: &str) -> Result<String> {
     let refuse = |why: &str| {
         Error::invalid(
             "invalid_subproject",
-            format!("subproject path {:?} {why}; give a folder relative to the repository root, such as \".\" or \"sdk/python\"", shorten(value)),
+            format!(
+                "subproject path {:?} {why}; give a folder relative to the repository root, such as \".\" or \"sdk/python\"",
+                shorten(value)
+            ),
         )
     };
     if value.is_empty() || value.len() > 512 {
@@ -168,8 +170,7 @@ pub fn git_url(value: &str, local_roots: &[PathBuf], workspace: &Path) -> Result
         return Err(bad("uses a transport helper (\"<helper>::\"), which is refused".into()));
     } else if lower.starts_with("ssh://") || value.contains('@') && value.contains(':') {
         return Err(bad(
-            "is an ssh URL; this build fetches over https, http, git:// or from local paths"
-                .into(),
+            "is an ssh URL; this build fetches over https, http, git:// or from local paths".into(),
         ));
     } else {
         return Err(bad(
@@ -191,10 +192,13 @@ pub fn git_url(value: &str, local_roots: &[PathBuf], workspace: &Path) -> Result
         .filter_map(|r| r.canonicalize().ok())
         .any(|root| canonical.starts_with(&root));
     if !allowed {
-        return Err(bad(format!(
-            "is outside the allowed local roots ({}); add its parent folder to CRAFTING_LOCAL_GIT_ROOTS",
-            local_roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
-        )));
+        // The allowed folders are not named: they are the server's layout,
+        // not the caller's business.
+        return Err(bad(
+            "is outside the folders allowed for local repositories; an admin can add its \
+             parent folder to CRAFTING_LOCAL_GIT_ROOTS"
+                .into(),
+        ));
     }
     Ok(GitSource::Local(canonical))
 }

@@ -90,13 +90,8 @@ impl Workspace {
 
     /// Runs `f` holding the project's git lock.
     pub fn with_project_lock<T>(&self, project: &str, f: impl FnOnce() -> T) -> T {
-        let lock = self
-            .locks
-            .lock()
-            .expect("not poisoned")
-            .entry(project.to_owned())
-            .or_default()
-            .clone();
+        let lock =
+            self.locks.lock().expect("not poisoned").entry(project.to_owned()).or_default().clone();
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut c = self.concurrency.lock().expect("not poisoned");
@@ -312,10 +307,11 @@ fn resolve(repo: &Repository, git_ref: Option<&str>, default_branch: Option<&str
             return Ok(c.id());
         }
     }
-    if (4..=40).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit()) {
-        if let Ok(c) = repo.revparse_single(r).and_then(|o| o.peel_to_commit()) {
-            return Ok(c.id());
-        }
+    if (4..=40).contains(&r.len())
+        && r.bytes().all(|b| b.is_ascii_hexdigit())
+        && let Ok(c) = repo.revparse_single(r).and_then(|o| o.peel_to_commit())
+    {
+        return Ok(c.id());
     }
     Err(not_found(format!(
         "ref {r:?} is not a branch, tag or commit of the repository (commits must be reachable \
@@ -357,12 +353,12 @@ fn remove_tree(path: &Path) -> Result<()> {
         return Ok(());
     }
     fn make_writable(p: &Path) {
-        if let Ok(meta) = fs::symlink_metadata(p) {
-            if meta.is_dir() {
-                let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
-                for e in fs::read_dir(p).into_iter().flatten().flatten() {
-                    make_writable(&e.path());
-                }
+        if let Ok(meta) = fs::symlink_metadata(p)
+            && meta.is_dir()
+        {
+            let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+            for e in fs::read_dir(p).into_iter().flatten().flatten() {
+                make_writable(&e.path());
             }
         }
     }

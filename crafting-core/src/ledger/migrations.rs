@@ -102,4 +102,15 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX patch_attempts_job ON patch_attempts(job_id);
     "#,
+    // 2: digest delivery bookkeeping and the digest's window queries.
+    r#"
+    ALTER TABLE digest_runs ADD COLUMN claimed_at TEXT;
+    ALTER TABLE digest_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE digest_runs ADD COLUMN window_start TEXT;
+    ALTER TABLE digest_runs ADD COLUMN window_end TEXT;
+    ALTER TABLE digest_runs ADD COLUMN subject TEXT;
+    CREATE INDEX digest_runs_project_date ON digest_runs(project_name, date);
+    CREATE INDEX jobs_project_finished ON jobs(project, finished_at);
+    CREATE INDEX patch_attempts_created ON patch_attempts(created_at);
+    "#,
 ];

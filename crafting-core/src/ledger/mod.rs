@@ -220,19 +220,40 @@ impl Ledger {
     /// Marks a token revoked; NotFound when no live token has that name.
     pub async fn revoke_token(&self, name: String) -> Result<()> {
         self.write(move |tx| {
-            let n = tx.execute(
-                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-                params![name, now()],
+            let admin: Option<bool> = tx
+                .query_row(
+                    "SELECT is_admin FROM tokens WHERE name = ?1 AND revoked_at IS NULL",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(is_admin) = admin else { return Err(Error::NotFound { what: "token" }) };
+            let admins: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM tokens WHERE is_admin = 1 AND revoked_at IS NULL",
+                [],
+                |r| r.get(0),
             )?;
-            if n == 0 { Err(Error::NotFound { what: "token" }) } else { Ok(()) }
+            if is_admin && admins <= 1 {
+                return Err(Error::conflict(
+                    "last_admin",
+                    format!(
+                        "{name:?} is the last live admin token; mint another admin token before \
+                         revoking this one"
+                    ),
+                ));
+            }
+            tx.execute("UPDATE tokens SET revoked_at = ?2 WHERE name = ?1", params![name, now()])?;
+            Ok(())
         })
         .await
     }
 
     /// Number of tokens ever minted.
     pub async fn token_count(&self) -> Result<u64> {
-        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))? as u64))
-            .await
+        self.read(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
     }
 
     // ----- projects -----------------------------------------------------------------------
@@ -405,7 +426,12 @@ impl Ledger {
     }
 
     /// Records the recipe's process group, so a restarted engine can kill it.
-    pub async fn set_job_pgid(&self, id: String, pgid: i32, start_ticks: Option<u64>) -> Result<()> {
+    pub async fn set_job_pgid(
+        &self,
+        id: String,
+        pgid: i32,
+        start_ticks: Option<u64>,
+    ) -> Result<()> {
         self.write(move |tx| {
             tx.execute(
                 "UPDATE jobs SET pgid = ?2, pgid_start_ticks = ?3 WHERE id = ?1",
@@ -486,17 +512,32 @@ impl Ledger {
     pub async fn list_jobs(&self, filter: JobFilter, owner: Option<String>) -> Result<Vec<JobRow>> {
         let limit = clamp_limit(filter.limit);
         self.read(move |c| {
+            // Only the filters in use go into the query, so SQLite can pick
+            // the (project, id) or (status, id) index instead of scanning.
+            let mut clauses = Vec::new();
+            let mut args: Vec<String> = Vec::new();
+            if let Some(p) = filter.project {
+                args.push(p);
+                clauses.push(format!("jobs.project = ?{}", args.len()));
+            }
+            if let Some(s) = filter.status {
+                args.push(s.as_str().to_owned());
+                clauses.push(format!("jobs.status = ?{}", args.len()));
+            }
+            if let Some(o) = owner {
+                args.push(o);
+                clauses.push(format!("p.owner = ?{}", args.len()));
+            }
+            let filter_sql = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", clauses.join(" AND "))
+            };
             let mut st = c.prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
-                 WHERE (?1 IS NULL OR jobs.project = ?1)
-                   AND (?2 IS NULL OR jobs.status = ?2)
-                   AND (?3 IS NULL OR p.owner = ?3)
-                 ORDER BY jobs.id DESC LIMIT ?4"
+                 {filter_sql} ORDER BY jobs.id DESC LIMIT {limit}"
             ))?;
-            let rows = st.query_map(
-                params![filter.project, filter.status.map(|s| s.as_str()), owner, limit],
-                job_from_row,
-            )?;
+            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), job_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -551,6 +592,338 @@ impl Ledger {
     pub async fn integrity_check(&self) -> Result<String> {
         self.read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)).await
     }
+
+    // ----- digest -------------------------------------------------------------------------
+    // Queries of the daily digest (crate::digest). Times are RFC 3339 UTC strings
+    // in the format of `now()`, so they compare as text.
+
+    /// A project's jobs that reached an end state in `[start, end)`, in the
+    /// order they ended.
+    pub async fn jobs_finished_between(
+        &self,
+        project: String,
+        start: String,
+        end: String,
+    ) -> Result<Vec<JobRow>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
+                 WHERE jobs.project = ?1 AND jobs.finished_at >= ?2 AND jobs.finished_at < ?3
+                   AND jobs.status IN ('succeeded', 'failed', 'timed_out', 'cancelled')
+                 ORDER BY jobs.finished_at, jobs.id"
+            ))?;
+            let rows = st.query_map(params![project, start, end], job_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The newest job of a project, subproject and recipe that ended
+    /// (succeeded, failed or timed out) before `before`.
+    pub async fn latest_finished_before(
+        &self,
+        project: String,
+        subproject: String,
+        recipe: String,
+        before: String,
+    ) -> Result<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id FROM jobs WHERE project = ?1 AND subproject = ?2 AND recipe = ?3
+                   AND status IN ('succeeded', 'failed', 'timed_out') AND finished_at < ?4
+                 ORDER BY finished_at DESC, id DESC LIMIT 1",
+                params![project, subproject, recipe, before],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Patch attempts on a project's jobs created in `[start, end)` whose
+    /// status is `drafted` or `pr_opened`, oldest first.
+    pub async fn drafted_patches_between(
+        &self,
+        project: String,
+        start: String,
+        end: String,
+    ) -> Result<Vec<DraftedPatch>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT pa.id, pa.job_id, pa.finding_id, pa.attempt_number, pa.status, pa.branch,
+                        pa.pr_url, pa.confidence, pa.created_at, j.subproject, j.recipe,
+                        f.kind, f.code, f.file, f.line
+                 FROM patch_attempts pa
+                 JOIN jobs j ON j.id = pa.job_id
+                 LEFT JOIN findings f ON f.id = pa.finding_id
+                 WHERE j.project = ?1 AND pa.created_at >= ?2 AND pa.created_at < ?3
+                   AND pa.status IN ('drafted', 'pr_opened')
+                 ORDER BY pa.created_at, pa.id",
+            )?;
+            let rows = st.query_map(params![project, start, end], |r| {
+                Ok(DraftedPatch {
+                    id: r.get(0)?,
+                    job_id: r.get(1)?,
+                    finding_id: r.get(2)?,
+                    attempt_number: r.get(3)?,
+                    status: r.get(4)?,
+                    branch: r.get(5)?,
+                    pr_url: r.get(6)?,
+                    confidence: r.get(7)?,
+                    created_at: r.get(8)?,
+                    subproject: r.get(9)?,
+                    recipe: r.get(10)?,
+                    finding_kind: r.get(11)?,
+                    finding_code: r.get(12)?,
+                    finding_file: r.get(13)?,
+                    finding_line: r.get(14)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The digest record of a date (`YYYY-MM-DD`) and project, if any.
+    pub async fn digest_run(&self, date: String, project: String) -> Result<Option<DigestRun>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {DIGEST_RUN_COLUMNS} FROM digest_runs
+                     WHERE date = ?1 AND project_name = ?2"
+                ),
+                params![date, project],
+                digest_run_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// The project's newest digest sent for a date before `date`.
+    pub async fn previous_sent_digest(
+        &self,
+        project: String,
+        date: String,
+    ) -> Result<Option<DigestRun>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {DIGEST_RUN_COLUMNS} FROM digest_runs
+                     WHERE project_name = ?1 AND date < ?2 AND status = 'sent'
+                     ORDER BY date DESC LIMIT 1"
+                ),
+                params![project, date],
+                digest_run_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Decides, in one IMMEDIATE transaction, whether this caller sends the
+    /// digest of `claim.date` for `claim.project`: a missing or `failed` row,
+    /// or a `sending` row claimed before `claim.stale_before`, becomes
+    /// `sending` under this claim; a `sent` row or a fresh `sending` one is
+    /// left alone.
+    pub async fn claim_digest(&self, claim: NewDigestClaim) -> Result<DigestClaim> {
+        self.write(move |tx| {
+            let current: Option<(String, Option<String>, Option<String>)> = tx
+                .query_row(
+                    "SELECT status, claimed_at, sent_at FROM digest_runs
+                     WHERE date = ?1 AND project_name = ?2",
+                    params![claim.date, claim.project],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            match current {
+                Some((status, _, sent_at)) if status == "sent" => {
+                    return Ok(DigestClaim::AlreadySent { sent_at });
+                }
+                Some((status, Some(at), _)) if status == "sending" && at > claim.stale_before => {
+                    return Ok(DigestClaim::InProgress { claimed_at: at });
+                }
+                _ => {}
+            }
+            let ts = now();
+            tx.execute(
+                "INSERT INTO digest_runs (date, project_name, recipients, status, claimed_at,
+                                          attempts, window_start, window_end, subject, dry_run)
+                 VALUES (?1, ?2, ?3, 'sending', ?4, 1, ?5, ?6, ?7, 0)
+                 ON CONFLICT (date, project_name) DO UPDATE SET
+                     recipients = excluded.recipients, status = 'sending', error = NULL,
+                     claimed_at = excluded.claimed_at, attempts = digest_runs.attempts + 1,
+                     window_start = excluded.window_start, window_end = excluded.window_end,
+                     subject = excluded.subject",
+                params![
+                    claim.date,
+                    claim.project,
+                    json(&claim.recipients),
+                    ts,
+                    claim.window_start,
+                    claim.window_end,
+                    claim.subject
+                ],
+            )?;
+            let attempt: i64 = tx.query_row(
+                "SELECT attempts FROM digest_runs WHERE date = ?1 AND project_name = ?2",
+                params![claim.date, claim.project],
+                |r| r.get(0),
+            )?;
+            Ok(DigestClaim::Claimed { attempt: attempt as u32, claimed_at: ts })
+        })
+        .await
+    }
+
+    /// Ends a claim made by [`Ledger::claim_digest`]: `sent`, or `failed`
+    /// with the error. Only the claim taken at `claimed_at` is ended, so a
+    /// sender whose stale claim was taken over cannot overwrite the new one.
+    pub async fn finish_digest(
+        &self,
+        date: String,
+        project: String,
+        claimed_at: String,
+        outcome: std::result::Result<(), String>,
+    ) -> Result<()> {
+        self.write(move |tx| {
+            match outcome {
+                Ok(()) => tx.execute(
+                    "UPDATE digest_runs SET status = 'sent', sent_at = ?4, error = NULL
+                     WHERE date = ?1 AND project_name = ?2 AND claimed_at = ?3",
+                    params![date, project, claimed_at, now()],
+                )?,
+                Err(e) => tx.execute(
+                    "UPDATE digest_runs SET status = 'failed', error = ?4
+                     WHERE date = ?1 AND project_name = ?2 AND claimed_at = ?3",
+                    params![date, project, claimed_at, e],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A patch attempt as the digest lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DraftedPatch {
+    /// Ledger id.
+    pub id: i64,
+    /// The job whose finding it fixes.
+    pub job_id: String,
+    /// The finding it fixes.
+    pub finding_id: i64,
+    /// 1 for the first attempt on that finding.
+    pub attempt_number: i64,
+    /// `drafted` or `pr_opened`.
+    pub status: String,
+    /// The branch it was pushed to, once pushed.
+    pub branch: Option<String>,
+    /// The pull request, once opened.
+    pub pr_url: Option<String>,
+    /// The agent's confidence, 0 to 1.
+    pub confidence: Option<f64>,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// Subproject of the job.
+    pub subproject: String,
+    /// Recipe of the job.
+    pub recipe: String,
+    /// Kind of the finding, when it still exists.
+    pub finding_kind: Option<String>,
+    /// Code of the finding.
+    pub finding_code: Option<String>,
+    /// File of the finding.
+    pub finding_file: Option<String>,
+    /// Line of the finding.
+    pub finding_line: Option<u32>,
+}
+
+/// A row of `digest_runs`: one project's digest of one date.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DigestRun {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// The project.
+    pub project: String,
+    /// Where it went (or goes).
+    pub recipients: Vec<String>,
+    /// `sending`, `sent` or `failed`.
+    pub status: String,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// When the relay accepted it.
+    pub sent_at: Option<String>,
+    /// When the last attempt started.
+    pub claimed_at: Option<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The window it covered, start included.
+    pub window_start: Option<String>,
+    /// The window it covered, end excluded.
+    pub window_end: Option<String>,
+    /// Its subject line.
+    pub subject: Option<String>,
+}
+
+/// What [`Ledger::claim_digest`] is asked to record.
+#[derive(Debug, Clone)]
+pub struct NewDigestClaim {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// The project.
+    pub project: String,
+    /// Recipients.
+    pub recipients: Vec<String>,
+    /// Window start.
+    pub window_start: String,
+    /// Window end.
+    pub window_end: String,
+    /// Subject line.
+    pub subject: String,
+    /// A `sending` claim made before this time is taken over.
+    pub stale_before: String,
+}
+
+/// The answer of [`Ledger::claim_digest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestClaim {
+    /// This caller sends; `attempt` counts from 1.
+    Claimed {
+        /// Attempt number.
+        attempt: u32,
+        /// The claim's time, to hand back to [`Ledger::finish_digest`].
+        claimed_at: String,
+    },
+    /// Sent already; nothing to do.
+    AlreadySent {
+        /// When.
+        sent_at: Option<String>,
+    },
+    /// Another run is sending it right now.
+    InProgress {
+        /// When that run claimed it.
+        claimed_at: String,
+    },
+}
+
+const DIGEST_RUN_COLUMNS: &str = "date, project_name, recipients, status, error, sent_at, \
+                                  claimed_at, attempts, window_start, window_end, subject";
+
+fn digest_run_from_row(r: &Row<'_>) -> rusqlite::Result<DigestRun> {
+    Ok(DigestRun {
+        date: r.get(0)?,
+        project: r.get(1)?,
+        recipients: parse_json(2, r.get(2)?)?,
+        status: r.get(3)?,
+        error: r.get(4)?,
+        sent_at: r.get(5)?,
+        claimed_at: r.get(6)?,
+        attempts: r.get::<_, i64>(7)? as u32,
+        window_start: r.get(8)?,
+        window_end: r.get(9)?,
+        subject: r.get(10)?,
+    })
 }
 
 /// Clamps a list limit to 1..=500, 50 by default.

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use crafting_core::JobStatus;
-use futures_util::future::join_all;
 use crafting_core::ledger::Ledger;
+use futures_util::future::join_all;
 
 use crate::common::*;
 
@@ -36,7 +36,9 @@ async fn sixteen_writers_doing_read_then_write_never_see_a_locked_database() {
     let ledger = Ledger::open(&dir.path().join("l.sqlite3"), 8).await.unwrap();
     ledger
         .write(|tx| {
-            tx.execute_batch("CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);")?;
+            tx.execute_batch(
+                "CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0);",
+            )?;
             Ok(())
         })
         .await
@@ -75,7 +77,11 @@ async fn concurrent_registrations_through_the_handle_all_land() {
         let repo = repo.clone();
         async move {
             let (tok, _) = t
-                .mint_token(crafting_core::NewToken { name: format!("t{i}"), is_admin: false, ip_cidrs: vec![] })
+                .mint_token(crafting_core::NewToken {
+                    name: format!("t{i}"),
+                    is_admin: false,
+                    ip_cidrs: vec![],
+                })
                 .await?;
             let me = crafting_core::Caller::user(tok.name);
             t.create_project(&me, spec(&format!("p{i}"), &repo, ".", &[("t", "true")])).await?;
@@ -87,4 +93,23 @@ async fn concurrent_registrations_through_the_handle_all_land() {
     }
     assert_eq!(t.list_projects(&admin()).await.unwrap().len(), 16);
     assert_eq!(t.list_tokens().await.unwrap().len(), 17);
+}
+
+#[actix_rt::test]
+async fn the_last_admin_token_cannot_be_revoked() {
+    let fx = Fixture::new();
+    let t = fx.start().await;
+    let e = t.revoke_token("admin").await.unwrap_err();
+    assert_eq!(e.code(), "last_admin");
+    let (second, _) = t
+        .mint_token(crafting_core::NewToken {
+            name: "ops".into(),
+            is_admin: true,
+            ip_cidrs: vec![],
+        })
+        .await
+        .unwrap();
+    t.revoke_token("admin").await.unwrap();
+    assert_eq!(t.revoke_token(&second.name).await.unwrap_err().code(), "last_admin");
+    assert_eq!(t.revoke_token("admin").await.unwrap_err().code(), "not_found");
 }

@@ -30,7 +30,8 @@ async fn job_runs_at_the_requested_commit_in_the_subproject_folder() {
         (Some("v1"), &first, "one"),
         (Some(first.as_str()), &first, "one"),
     ] {
-        let job = run(&t, "multi", JobRequest { git_ref: r.map(str::to_owned), ..req("show") }).await;
+        let job =
+            run(&t, "multi", JobRequest { git_ref: r.map(str::to_owned), ..req("show") }).await;
         assert_eq!(job.status, JobStatus::Failed, "{job:?}");
         assert_eq!(job.exit_code, Some(3));
         assert_eq!(job.sha.as_deref(), Some(sha.as_str()));
@@ -49,8 +50,14 @@ async fn job_runs_at_the_requested_commit_in_the_subproject_folder() {
         assert_eq!(job.findings_count, 1);
     }
     // The default branch was detected from the remote.
-    assert_eq!(t.get_project(&admin(), "multi").await.unwrap().default_branch.as_deref(), Some("main"));
-    let view = t.get_job(&admin(), &t.list_jobs(&admin(), Default::default()).await.unwrap()[0].id).await.unwrap();
+    assert_eq!(
+        t.get_project(&admin(), "multi").await.unwrap().default_branch.as_deref(),
+        Some("main")
+    );
+    let view = t
+        .get_job(&admin(), &t.list_jobs(&admin(), Default::default()).await.unwrap()[0].id)
+        .await
+        .unwrap();
     assert!(view.log_tail.contains("content=one"), "{}", view.log_tail);
 }
 
@@ -61,9 +68,12 @@ async fn a_job_keeps_the_recipe_it_was_queued_with() {
     let mut cfg = fx.config();
     cfg.runner_workers = 1;
     let t = crafting_core::CraftingTable::start(cfg).await.unwrap();
-    t.create_project(&admin(), spec("snap", &repo, ".", &[("block", "sleep 2"), ("say", "echo old-recipe")]))
-        .await
-        .unwrap();
+    t.create_project(
+        &admin(),
+        spec("snap", &repo, ".", &[("block", "sleep 2"), ("say", "echo old-recipe")]),
+    )
+    .await
+    .unwrap();
     let blocker = t.enqueue(&admin(), "snap", req("block")).await.unwrap();
     let queued = t.enqueue(&admin(), "snap", req("say")).await.unwrap();
     t.update_project(&admin(), "snap", spec("snap", &repo, ".", &[("say", "echo new-recipe")]))
@@ -172,9 +182,33 @@ async fn cancel_a_queued_and_a_running_job() {
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
-            let state = s[s.rfind(')').unwrap() + 1..].split_whitespace().next().unwrap().to_owned();
+            let state =
+                s[s.rfind(')').unwrap() + 1..].split_whitespace().next().unwrap().to_owned();
             state != "Z"
         }
         Err(_) => false,
     }
+}
+
+#[test]
+fn gc_prunes_stale_worktrees_and_collects_idle_clones() {
+    use crafting_core::workspace::Workspace;
+    let fx = Fixture::new();
+    let repo = fx.repo("g", &[("a", "1")]);
+    let ws = Workspace::new(fx.dir.path().join("ws")).unwrap();
+    let url = repo.display().to_string();
+    let stale = ws.materialize("g", &url, None, None, "stale").unwrap();
+    let busy = ws.materialize("g", &url, None, None, "busy").unwrap();
+    assert!(stale.path.join("a").exists() && busy.path.join("a").exists());
+    std::thread::sleep(Duration::from_millis(50));
+    let report =
+        ws.gc(Duration::from_millis(10), Duration::from_secs(3600), &["busy".into()]).unwrap();
+    assert_eq!(report.worktrees_pruned, 1);
+    assert_eq!(report.clones_collected, 0);
+    assert!(!stale.path.exists());
+    assert!(busy.path.exists(), "a running job's worktree must survive gc");
+    let report = ws.gc(Duration::from_secs(3600), Duration::ZERO, &[]).unwrap();
+    assert_eq!(report.clones_collected, 1, "an idle clone is gc'd with the git CLI");
+    // The clone still serves jobs afterwards.
+    assert!(ws.materialize("g", &url, None, None, "after").unwrap().path.join("a").exists());
 }

@@ -3,6 +3,10 @@
 
 mod common;
 
+/// Concurrency: many jobs, serialised git, ledger under write pressure.
+mod concurrency;
+/// Findings of real tools: identities and comparisons between jobs.
+mod findings;
 /// Jobs run at the right commit and folder; logs, exit codes, worktree cleanup.
 mod jobs;
 /// Process groups, timeouts, cancel, log capture and caps.
@@ -11,5 +15,3 @@ mod processes;
 mod restart;
 /// Refusals of hostile names, paths, refs and URLs.
 mod validation;
-/// Concurrency: many jobs, serialised git, ledger under write pressure.
-mod concurrency;

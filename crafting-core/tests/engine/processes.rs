@@ -69,8 +69,11 @@ async fn a_timed_out_recipe_leaves_no_process_behind() {
     assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
     assert_eq!(job.exit_code, Some(-1));
     assert!(log(&t, &job.id).await.contains("timed out after 3 s"));
-    let listed: Vec<i32> =
-        std::fs::read_to_string(&pids).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    let listed: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
     assert_eq!(listed.len(), 5, "{listed:?}");
     for pid in listed {
         assert!(!alive(pid), "process {pid} outlived its job");
@@ -84,7 +87,8 @@ async fn background_children_of_a_finished_recipe_are_stopped() {
     let repo = fx.repo("bg2", &[("f", "x")]);
     let t = fx.start().await;
     let pidfile = fx.dir.path().join("pid");
-    let cmd = format!("setsid sleep 1000 > /dev/null 2>&1 & echo $! > {}; echo ok", pidfile.display());
+    let cmd =
+        format!("setsid sleep 1000 > /dev/null 2>&1 & echo $! > {}; echo ok", pidfile.display());
     t.create_project(&admin(), spec("bg2", &repo, ".", &[("spawn", &cmd)])).await.unwrap();
     let job = run(&t, "bg2", req("spawn")).await;
     assert_eq!(job.status, JobStatus::Succeeded);

@@ -28,7 +28,12 @@ async fn child_engine() {
     let long = format!("sleep 1000 & echo $! > {}; echo started; wait", pidfile.display());
     t.create_project(
         &admin(),
-        spec("victim", &repo, ".", &[("long", &long), ("quick", "echo quick-done"), ("fail", "exit 4")]),
+        spec(
+            "victim",
+            &repo,
+            ".",
+            &[("long", &long), ("quick", "echo quick-done"), ("fail", "exit 4")],
+        ),
     )
     .await
     .unwrap();
@@ -36,7 +41,8 @@ async fn child_engine() {
     let a = t.enqueue(&admin(), "victim", req("long")).await.unwrap();
     let b = t.enqueue(&admin(), "victim", req("quick")).await.unwrap();
     let c = t.enqueue(&admin(), "victim", req("quick")).await.unwrap();
-    std::fs::write(dir.join("ids"), format!("{}\n{}\n{}\n{}\n", done.id, a.id, b.id, c.id)).unwrap();
+    std::fs::write(dir.join("ids"), format!("{}\n{}\n{}\n{}\n", done.id, a.id, b.id, c.id))
+        .unwrap();
     loop {
         if log(&t, &a.id).await.contains("started") && pidfile.exists() {
             std::fs::write(dir.join("ready"), "").unwrap();
@@ -67,7 +73,8 @@ async fn engine_killed_mid_job_restarts_cleanly() {
     // Hard kill: no shutdown path runs.
     child.kill().unwrap();
     child.wait().unwrap();
-    let orphan: i32 = std::fs::read_to_string(dir.join("orphan.pid")).unwrap().trim().parse().unwrap();
+    let orphan: i32 =
+        std::fs::read_to_string(dir.join("orphan.pid")).unwrap().trim().parse().unwrap();
     assert!(alive(orphan), "the recipe's process should have outlived the killed engine");
     let ids: Vec<String> =
         std::fs::read_to_string(dir.join("ids")).unwrap().lines().map(str::to_owned).collect();

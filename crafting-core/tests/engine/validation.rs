@@ -11,12 +11,14 @@ async fn hostile_names_paths_refs_and_urls_are_refused_and_nothing_is_written() 
     let t = fx.start().await;
 
     for name in ["../x", "a/b", ".", "..", "", "-rf", &"n".repeat(5_000_000)] {
-        let e = t.create_project(&admin(), spec(name, &repo, ".", &[("t", "true")])).await.unwrap_err();
+        let e =
+            t.create_project(&admin(), spec(name, &repo, ".", &[("t", "true")])).await.unwrap_err();
         assert_eq!(e.code(), "invalid_name", "{name:.20}");
         assert!(e.is_client_error());
     }
     for path in ["../x", "sub/../../x", "/etc", ".git/hooks"] {
-        let e = t.create_project(&admin(), spec("p", &repo, path, &[("t", "true")])).await.unwrap_err();
+        let e =
+            t.create_project(&admin(), spec("p", &repo, path, &[("t", "true")])).await.unwrap_err();
         assert_eq!(e.code(), "invalid_subproject", "{path}");
     }
     let url_cases = [
