@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Every check a change must pass: formatting, lints (Rust, Dockerfile, shell),
+# unit, in-process and end-to-end tests. Installs what the tests need when it
+# is missing: git, curl, jq (apt), the aiosmtpd SMTP server the digest tests
+# talk to (pip), shellcheck and hadolint (scripts/lint-files.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1; }
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# git builds the test repositories; curl and jq drive the README quickstart.
+missing=()
+for tool in git curl jq python3; do
+    have "$tool" || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    if ! have apt-get; then
+        say "please install: ${missing[*]}"
+        exit 1
+    fi
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    say "installing ${missing[*]}"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq "${missing[@]}"
+fi
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    say "installing aiosmtpd (the SMTP server of the digest tests)"
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$component"
+    fi
+done
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+./scripts/lint-files.sh
+if cargo nextest --version >/dev/null 2>&1; then
+    # nextest does not run doc tests; they go first so that the run ends
+    # with nextest's summary of the whole suite.
+    cargo test --workspace --doc
+    cargo nextest run --workspace
+else
+    cargo test --workspace
+fi

@@ -1,0 +1,20 @@
+//! End-to-end tests: each starts the real `crafting-table serve` binary on a
+//! free loopback port with its own folders, and talks to it over HTTP.
+
+/// Starting and stopping the binary, HTTP helpers, a git repository fixture.
+mod support;
+
+/// The digest routes of a service without SMTP.
+mod digests;
+/// Malformed, oversized and invalid input; the ledger stays unchanged.
+mod hardening;
+/// Cancel, restart and shutdown.
+mod lifecycle;
+/// Log streaming: follow, `Range` and `?offset=` resume, large logs.
+mod logs;
+/// The network allowlist, `X-Forwarded-For` and per-token networks.
+mod network;
+/// Cross-token reads answer like missing ones; lists and admin routes.
+mod ownership;
+/// The README quickstart: tokens, project CRUD, jobs, log, findings, cascade delete.
+mod quickstart;
