@@ -6,6 +6,8 @@ mod support;
 
 /// The digest routes of a service without SMTP.
 mod digests;
+/// examples/register-all.sh against a real server.
+mod examples;
 /// Malformed, oversized and invalid input; the ledger stays unchanged.
 mod hardening;
 /// Cancel, restart and shutdown.
