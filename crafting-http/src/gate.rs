@@ -70,8 +70,20 @@ pub async fn gate(
     };
 
     let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(net::NO_PEER);
-    let client =
-        net::client_addr(peer, forwarded_for(req.headers()), &state.config.trusted_proxies);
+    let forwarded = forwarded_for(req.headers());
+    let Some(client) = net::client_addr(peer, forwarded.as_deref(), &state.config.trusted_proxies)
+    else {
+        let err = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_forwarded_for",
+            format!(
+                "The proxy at {peer} sent an X-Forwarded-For header whose entries cannot be \
+                 read, so the client's address is unknown; fix the proxy's header settings."
+            ),
+        );
+        tracing::warn!(%method, path = %path, peer = %peer, "request refused: unreadable X-Forwarded-For");
+        return Ok(req.into_response(err.error_response()));
+    };
     let verdict = admit(&state, &req, &path, client).await;
     let (token_name, res) = match verdict {
         Ok(caller) => {
@@ -157,15 +169,12 @@ fn token_allows(cidrs: &[String], client: IpAddr) -> bool {
     })
 }
 
-fn forwarded_for(headers: &HeaderMap) -> Option<&str> {
-    // Several X-Forwarded-For headers would need joining in order; a
-    // well-behaved proxy sends one, and anything else is not believed.
-    let mut values = headers.get_all("x-forwarded-for");
-    let first = values.next()?;
-    if values.next().is_some() {
-        return Some("");
-    }
-    first.to_str().ok()
+fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    // Several X-Forwarded-For lines form one list, in order. A line that is
+    // not text becomes an entry that cannot parse, so the walk fails closed.
+    let parts: Vec<&str> =
+        headers.get_all("x-forwarded-for").map(|v| v.to_str().unwrap_or("\u{0}")).collect();
+    (!parts.is_empty()).then(|| parts.join(","))
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -215,11 +224,12 @@ mod tests {
     }
 
     #[test]
-    fn doubled_forwarded_headers_are_not_believed() {
+    fn repeated_forwarded_headers_join_in_order() {
         let mut h = HeaderMap::new();
+        assert_eq!(forwarded_for(&h), None);
         h.append(header::X_FORWARDED_FOR, HeaderValue::from_static("10.1.2.3"));
-        assert_eq!(forwarded_for(&h), Some("10.1.2.3"));
+        assert_eq!(forwarded_for(&h).as_deref(), Some("10.1.2.3"));
         h.append(header::X_FORWARDED_FOR, HeaderValue::from_static("10.4.5.6"));
-        assert_eq!(forwarded_for(&h), Some(""));
+        assert_eq!(forwarded_for(&h).as_deref(), Some("10.1.2.3,10.4.5.6"));
     }
 }

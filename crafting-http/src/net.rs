@@ -121,35 +121,29 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
-/// The address a request is judged by.
+/// The address a request is judged by, or `None` when it cannot be told.
 ///
 /// The TCP peer, unless the peer is a trusted proxy and sent
 /// `X-Forwarded-For`: then the list is walked from its right end (the entry
 /// the trusted peer appended) past further trusted proxies, and the first
 /// address that is not one is the client. Entries left of it were written by
-/// the client itself and are never believed. A header that does not parse
-/// leaves the peer as the client.
-pub fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
+/// the client itself and are never read. An entry on that walk that does not
+/// parse (an empty one included) makes the client unknown: the request must
+/// be refused, never judged as coming from the proxy itself.
+pub fn client_addr(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> Option<IpAddr> {
     let peer = canonical(peer);
     if !any_contains(trusted, peer) {
-        return peer;
+        return Some(peer);
     }
-    let Some(header) = forwarded_for else { return peer };
-    let mut hops = Vec::new();
-    for part in header.split(',') {
-        match parse_hop(part.trim()) {
-            Some(ip) => hops.push(canonical(ip)),
-            None => return peer,
-        }
-    }
+    let Some(header) = forwarded_for else { return Some(peer) };
     let mut client = peer;
-    for hop in hops.into_iter().rev() {
-        client = hop;
-        if !any_contains(trusted, hop) {
+    for part in header.rsplit(',') {
+        client = canonical(parse_hop(part.trim())?);
+        if !any_contains(trusted, client) {
             break;
         }
     }
-    client
+    Some(client)
 }
 
 /// One `X-Forwarded-For` entry: an address, possibly bracketed or with a port.
@@ -225,27 +219,40 @@ mod tests {
     fn forwarded_for_counts_only_behind_a_trusted_peer() {
         let trusted = nets("127.0.0.1/32");
         // Untrusted peer: the header is ignored.
-        assert_eq!(client_addr(ip("192.168.0.5"), Some("10.1.2.3"), &trusted), ip("192.168.0.5"));
+        assert_eq!(
+            client_addr(ip("192.168.0.5"), Some("10.1.2.3"), &trusted),
+            Some(ip("192.168.0.5"))
+        );
         // Trusted peer: the right-most entry it appended is the client.
-        assert_eq!(client_addr(ip("127.0.0.1"), Some("10.1.2.3"), &trusted), ip("10.1.2.3"));
+        assert_eq!(client_addr(ip("127.0.0.1"), Some("10.1.2.3"), &trusted), Some(ip("10.1.2.3")));
         // A client cannot smuggle an address in front of the real one.
         assert_eq!(
             client_addr(ip("127.0.0.1"), Some("10.9.9.9, 203.0.113.7"), &trusted),
-            ip("203.0.113.7")
+            Some(ip("203.0.113.7"))
         );
         // A chain of trusted proxies is walked past.
         let chain = nets("127.0.0.1/32, 10.0.0.0/8");
         assert_eq!(
             client_addr(ip("127.0.0.1"), Some("198.51.100.1, 10.0.0.2"), &chain),
-            ip("198.51.100.1")
+            Some(ip("198.51.100.1"))
         );
-        // Garbage leaves the peer as the client.
-        assert_eq!(client_addr(ip("127.0.0.1"), Some("not-an-ip"), &trusted), ip("127.0.0.1"));
+        // Garbage on the walk makes the client unknown (the request is refused)...
+        for bad in ["not-an-ip", "garbage, 8.8.8.8, junk", "8.8.8.8,", "", "10.0.0.1, ,"] {
+            assert_eq!(client_addr(ip("127.0.0.1"), Some(bad), &trusted), None, "{bad:?}");
+        }
+        // ...but what the client wrote left of the proxy's entry is never read.
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), Some("garbage, 8.8.8.8"), &trusted),
+            Some(ip("8.8.8.8"))
+        );
         // IPv4-mapped peers are IPv4.
         assert_eq!(
             client_addr(ip("::ffff:127.0.0.1"), Some("[2001:db8::1]"), &trusted),
-            ip("2001:db8::1")
+            Some(ip("2001:db8::1"))
         );
-        assert_eq!(client_addr(ip("127.0.0.1"), Some("10.1.2.3:5555"), &trusted), ip("10.1.2.3"));
+        assert_eq!(
+            client_addr(ip("127.0.0.1"), Some("10.1.2.3:5555"), &trusted),
+            Some(ip("10.1.2.3"))
+        );
     }
 }

@@ -70,5 +70,25 @@ fn token_networks_count_forwarded_addresses_only_from_trusted_proxies() {
     // A forwarded address outside the global allowlist is refused before any token check.
     let (status, body) = get(Some("203.0.113.9"));
     assert_eq!(error_code(status, &body, 403), "forbidden_network");
+    // An entry the walk cannot read never makes the proxy itself the client:
+    // the request is refused, /healthz included.
+    for bad in ["garbage, 8.8.8.8,", "8.8.8.8,", "not-an-address"] {
+        let (status, body) = get(Some(bad));
+        assert_eq!(error_code(status, &body, 403), "bad_forwarded_for", "{bad:?}");
+        let res = server
+            .request(Method::GET, "/healthz", None)
+            .header("x-forwarded-for", bad)
+            .send()
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{bad:?}");
+    }
+    // Two header lines form one list in order: the last entry is the proxy's.
+    let res = server
+        .request(Method::GET, "/healthz", None)
+        .header("x-forwarded-for", "10.1.1.1")
+        .header("x-forwarded-for", "8.8.8.8")
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403, "8.8.8.8 is outside the allowlist");
     assert!(body["error"].as_str().unwrap().contains("CRAFTING_LAN_CIDRS"), "{body}");
 }
