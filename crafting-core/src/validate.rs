@@ -182,25 +182,69 @@ pub fn git_url(value: &str, local_roots: &[PathBuf], workspace: &Path) -> Result
             "is local, and no local repositories are allowed: list their parent folders in CRAFTING_LOCAL_GIT_ROOTS".into(),
         ));
     }
+    // The allowed folders are never named in errors: they are the server's
+    // layout, not the caller's business.
+    let outside = || {
+        bad("is outside the folders allowed for local repositories; an admin can add its \
+             parent folder to CRAFTING_LOCAL_GIT_ROOTS"
+            .into())
+    };
+    // A first look by the words of the path alone, so that a path outside
+    // the roots is refused before anything about it is read from disk.
+    if !local_roots.iter().any(|root| lexical(&local).starts_with(lexical(root))) {
+        return Err(outside());
+    }
     let canonical = local.canonicalize().map_err(|e| bad(format!("cannot be read: {e}")))?;
     let workspace = workspace.canonicalize().unwrap_or_else(|_| workspace.to_path_buf());
+    let roots: Vec<PathBuf> = local_roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
+    let inside = |p: &Path| {
+        p.canonicalize()
+            .is_ok_and(|p| !p.starts_with(&workspace) && roots.iter().any(|r| p.starts_with(r)))
+    };
     if canonical.starts_with(&workspace) {
         return Err(bad("lies inside the service's own workspace".into()));
     }
-    let allowed = local_roots
-        .iter()
-        .filter_map(|r| r.canonicalize().ok())
-        .any(|root| canonical.starts_with(&root));
-    if !allowed {
-        // The allowed folders are not named: they are the server's layout,
-        // not the caller's business.
-        return Err(bad(
-            "is outside the folders allowed for local repositories; an admin can add its \
-             parent folder to CRAFTING_LOCAL_GIT_ROOTS"
-                .into(),
-        ));
+    if !inside(&canonical) {
+        return Err(outside());
+    }
+    // The repository's own folders must lie under the roots too: a `.git`
+    // file or link, a worktree's common folder, or an alternates list can
+    // point anywhere.
+    if let Ok(repo) = git2::Repository::open(&canonical) {
+        let mut places = vec![repo.path().to_path_buf(), repo.commondir().to_path_buf()];
+        let objects = repo.commondir().join("objects");
+        if let Ok(list) = std::fs::read_to_string(objects.join("info/alternates")) {
+            places.extend(
+                list.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| objects.join(l)),
+            );
+        }
+        if !places.iter().all(|p| inside(p)) {
+            return Err(bad(
+                "keeps its git data (through a .git file or link, or borrowed objects) outside \
+                 the folders allowed for local repositories"
+                    .into(),
+            ));
+        }
     }
     Ok(GitSource::Local(canonical))
+}
+
+/// `path` with `.` and `..` resolved by their words, without reading the disk.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Checks an e-mail address for the digest's recipient list.

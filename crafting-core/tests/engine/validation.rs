@@ -76,3 +76,48 @@ async fn a_subproject_through_a_symlink_out_of_the_repo_is_refused() {
     assert!(job.reason.as_deref().unwrap_or("").contains("leaves the repository"), "{job:?}");
     assert!(!log(&t, &job.id).await.contains("root:"), "the recipe must not have run");
 }
+
+#[actix_rt::test]
+async fn a_repository_whose_git_data_lies_outside_the_roots_is_refused() {
+    let fx = Fixture::new();
+    let secret = tempfile::tempdir().unwrap();
+    git(secret.path(), &["init", "-q"]);
+    write(secret.path(), "s.txt", "TOPSECRET");
+    git(secret.path(), &["add", "-A"]);
+    git(secret.path(), &["commit", "-qm", "secret"]);
+    let t = fx.start().await;
+
+    // A .git file pointing outside.
+    let gitfile = fx.repos().join("gitfile");
+    std::fs::create_dir_all(&gitfile).unwrap();
+    std::fs::write(gitfile.join(".git"), format!("gitdir: {}/.git\n", secret.path().display()))
+        .unwrap();
+    // A .git link pointing outside.
+    let gitlink = fx.repos().join("gitlink");
+    std::fs::create_dir_all(&gitlink).unwrap();
+    std::os::unix::fs::symlink(secret.path().join(".git"), gitlink.join(".git")).unwrap();
+    // A bare repository borrowing its objects from outside.
+    let borrower = fx.repos().join("borrower.git");
+    git(&fx.repos(), &["init", "-q", "--bare", "borrower.git"]);
+    std::fs::write(
+        borrower.join("objects/info/alternates"),
+        format!("{}/.git/objects\n", secret.path().display()),
+    )
+    .unwrap();
+
+    for repo in [&gitfile, &gitlink, &borrower] {
+        let e = t.create_project(&admin(), spec("p", repo, ".", &[("t", "cat s.txt")])).await;
+        let e = e.unwrap_err();
+        assert_eq!(e.code(), "invalid_git_url", "{}", repo.display());
+        assert!(e.to_string().contains("outside"), "{e}");
+    }
+    // A path outside the roots is refused by its words alone: whether it
+    // exists is not revealed.
+    let mut s = spec("p", std::path::Path::new("/nonexistent"), ".", &[("t", "true")]);
+    s.git_url = "/nonexistent/x".into();
+    let missing = t.create_project(&admin(), s.clone()).await.unwrap_err().to_string();
+    s.git_url = "/etc".into();
+    let existing = t.create_project(&admin(), s).await.unwrap_err().to_string();
+    assert_eq!(missing.replace("/nonexistent/x", "P"), existing.replace("/etc", "P"));
+    assert!(t.list_projects(&admin()).await.unwrap().is_empty());
+}
