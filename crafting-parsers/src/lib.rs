@@ -65,7 +65,8 @@
 //! - **Paths** are stored relative to the repository root with `/`
 //!   separators. Relative paths are read relative to the folder the tool
 //!   printed them from (the work dir, the cargo workspace root, pytest's
-//!   rootdir); absolute paths (POSIX, Windows drive, `file://` URI) under the
+//!   rootdir, which is inferred from absolute paths in the log when pytest
+//!   prints no `rootdir:` header); absolute paths (POSIX, Windows drive, `file://` URI) under the
 //!   repository root are made relative. Lint findings in files outside the
 //!   repository (dependencies, the standard library) are dropped; a failed
 //!   test whose panic points outside keeps its finding without a file.

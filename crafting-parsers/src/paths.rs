@@ -144,6 +144,35 @@ impl PathMapper {
         let resolved = resolve(path.parts, 1)?;
         resolved.strip_prefix(self.root.as_slice()).map(|rest| rest.join("/"))
     }
+
+    /// The folder a relative path was printed from, given the absolute path
+    /// of the same file: `abs` with `rel`'s components taken off its end
+    /// (`/repo/py/pkg/tests/a.py` and `tests/a.py` give `py/pkg`), made
+    /// repository-relative. `None` when `abs` is not absolute, does not end
+    /// with `rel`, or lies outside the repository.
+    pub(crate) fn base_of(&self, abs: &str, rel: &str) -> Option<String> {
+        let path = split(abs);
+        let rel = split(rel);
+        if !path.absolute || rel.absolute || rel.parts.is_empty() || self.root.is_empty() {
+            return None;
+        }
+        if rel.parts.iter().any(|p| p == "..") {
+            return None;
+        }
+        let resolved = resolve(path.parts, 1)?;
+        let dir = resolved.strip_suffix(rel.parts.as_slice())?;
+        dir.strip_prefix(self.root.as_slice()).map(|rest| rest.join("/"))
+    }
+}
+
+/// Whether a printed path is absolute (POSIX, Windows drive or UNC, `file://`).
+pub(crate) fn is_absolute(raw: &str) -> bool {
+    let s = raw.trim_start();
+    let b = s.as_bytes();
+    s.starts_with('/')
+        || s.starts_with('\\')
+        || s.starts_with("file://")
+        || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
 }
 
 /// Decodes `%XX` escapes of a URI path; invalid escapes stay as written.
@@ -215,6 +244,21 @@ mod tests {
         assert_eq!(m.map(r"src\lib.rs").as_deref(), Some("src/lib.rs"));
         assert_eq!(m.map("file:///C:/build/repo/a.ts").as_deref(), Some("a.ts"));
         assert_eq!(m.map(r"D:\elsewhere\a.ts"), None);
+    }
+
+    #[test]
+    fn base_of_takes_the_relative_suffix_off() {
+        let m = mapper("/work/repo", "py");
+        assert_eq!(
+            m.base_of("/work/repo/py/pkg/tests/a.py", "tests/a.py").as_deref(),
+            Some("py/pkg")
+        );
+        assert_eq!(m.base_of("/work/repo/a.py", "a.py").as_deref(), Some(""));
+        assert_eq!(m.base_of("/work/repo/py/pkg/tests/a.py", "other/a.py"), None);
+        assert_eq!(m.base_of("/elsewhere/tests/a.py", "tests/a.py"), None);
+        assert_eq!(m.base_of("tests/a.py", "tests/a.py"), None);
+        assert_eq!(m.base_of("/work/repo/x/a.py", "../x/a.py"), None);
+        assert!(is_absolute("/a") && is_absolute(r"C:\a") && !is_absolute("tests/a.py"));
     }
 
     #[test]

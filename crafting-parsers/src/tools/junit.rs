@@ -14,6 +14,13 @@
 //! The place comes from the `file` and `line` attributes when present, else
 //! from the failure text: a Rust panic location, the last `path.py:line:`
 //! of a pytest traceback. Rust panics also give the message.
+//!
+//! pytest writes classnames (and xunit1 `file` attributes) relative to its
+//! rootdir, which the report does not name. When a failure text of the same
+//! report prints an absolute path whose end spells a case's dotted module
+//! (`/repo/py/pkg/tests/test_x.py` for `tests.test_x`), the rootdir is that
+//! path minus the module's file (`py/pkg`), and the report's relative paths
+//! are read from there; otherwise from the work dir.
 
 use std::sync::LazyLock;
 
@@ -23,9 +30,10 @@ use regex::Regex;
 use serde_json::json;
 
 use super::cargo_test::PanicReader;
+use super::pytest::NAMED_FILE;
 use super::truncate;
 use crate::finding::{Finding, Kind, Severity};
-use crate::paths::PathMapper;
+use crate::paths::{PathMapper, is_absolute};
 use crate::registry::{ParseContext, Session};
 use crate::stream::MAX_DOCUMENT_BYTES;
 
@@ -66,12 +74,34 @@ impl JunitSession {
     }
 
     fn report(&self, xml: &str, out: &mut Vec<Finding>) {
-        for case in read_cases(xml) {
-            out.push(self.convert(case));
+        let cases = read_cases(xml);
+        let rootdir = self.pytest_rootdir(&cases);
+        for case in cases {
+            out.push(self.convert(case, rootdir.as_deref()));
         }
     }
 
-    fn convert(&self, case: Case) -> Finding {
+    /// The rootdir of a pytest report, inferred from absolute paths in its
+    /// failure texts (or `file` attributes) that end with a case's module.
+    fn pytest_rootdir(&self, cases: &[Case]) -> Option<String> {
+        cases.iter().filter(|c| c.suite == "pytest").find_map(|case| {
+            let dotted = dotted_id(case);
+            let spots = PY_LOCATION.captures_iter(&case.text).map(|c| c.get(1));
+            let named = NAMED_FILE.captures_iter(&case.text).map(|c| c.get(1).or_else(|| c.get(2)));
+            spots
+                .chain(named)
+                .flatten()
+                .map(|m| m.as_str())
+                .chain(case.file.as_deref())
+                .filter(|p| is_absolute(p))
+                .find_map(|abs| {
+                    let rel = module_file(abs, &dotted)?;
+                    self.paths.base_of(abs, &rel)
+                })
+        })
+    }
+
+    fn convert(&self, case: Case, pytest_rootdir: Option<&str>) -> Finding {
         let flavour = if case.suite == "pytest" {
             Flavour::Pytest
         } else if case.suite == "nextest-run" {
@@ -80,7 +110,11 @@ impl JunitSession {
             Flavour::Other
         };
         let work = self.paths.work_dir();
-        let mut file = case.file.as_deref().and_then(|f| self.paths.map(f));
+        let base = match (flavour, pytest_rootdir) {
+            (Flavour::Pytest, Some(root)) => root.to_owned(),
+            _ => work.clone(),
+        };
+        let mut file = case.file.as_deref().and_then(|f| self.paths.map_from(f, &base));
         let mut line = case.line;
         let mut column = None;
         let mut message = first_line(&case.message).unwrap_or_default();
@@ -113,15 +147,19 @@ impl JunitSession {
                 .captures_iter(&case.text)
                 .map(|c| (c[1].to_owned(), c[2].parse().unwrap_or(0)))
                 .collect();
-            let dotted_id = if case.classname.is_empty() {
-                case.name.clone()
-            } else {
-                format!("{}.{}", case.classname, case.name)
-            };
-            for (path, l) in spots.iter().rev() {
+            let dotted_id = dotted_id(&case);
+            let mut matched = false;
+            for (printed, l) in spots.iter().rev() {
+                // An absolute path names the node id's file by its end.
+                let path = if is_absolute(printed) {
+                    let Some(rel) = module_file(printed, &dotted_id) else { continue };
+                    rel
+                } else {
+                    printed.clone()
+                };
                 let module = path.trim_end_matches(".py").replace(['/', '\\'], ".");
                 let Some(rest) = dotted_id.strip_prefix(&module) else { continue };
-                let mapped = self.paths.map(path);
+                let mapped = self.paths.map_from(printed, &base);
                 if rest.is_empty() {
                     // A collection error: the id is the file.
                     code = path.clone();
@@ -139,7 +177,28 @@ impl JunitSession {
                     file = mapped;
                     line = Some(*l);
                 }
+                matched = true;
                 break;
+            }
+            if !matched {
+                // A module that does not parse is only named by its
+                // absolute path (`File "/r/tests/test_x.py", line 3`).
+                let named = NAMED_FILE
+                    .captures_iter(&case.text)
+                    .filter_map(|c| c.get(1).or_else(|| c.get(2)))
+                    .map(|m| m.as_str())
+                    .filter(|p| is_absolute(p))
+                    .find_map(|abs| {
+                        let rel = module_file(abs, &dotted_id)?;
+                        let whole = rel.trim_end_matches(".py").replace('/', ".") == dotted_id;
+                        whole.then(|| (rel, self.paths.map(abs)))
+                    });
+                if let Some((rel, mapped)) = named {
+                    code = rel;
+                    file = mapped;
+                    line = None;
+                    column = None;
+                }
             }
             if message.is_empty() {
                 message = case.kind.clone();
@@ -167,6 +226,32 @@ impl JunitSession {
             .at(file, line, column)
             .with_raw(raw)
     }
+}
+
+/// A pytest case's dotted id: `classname.name`, or `name` alone.
+fn dotted_id(case: &Case) -> String {
+    if case.classname.is_empty() {
+        case.name.clone()
+    } else {
+        format!("{}.{}", case.classname, case.name)
+    }
+}
+
+/// The longest end of an absolute `.py` path whose dotted module starts
+/// `dotted` (`/r/py/tests/test_x.py` and `tests.test_x.test_a` give
+/// `tests/test_x.py`).
+fn module_file(abs: &str, dotted: &str) -> Option<String> {
+    let stem = abs.strip_suffix(".py")?;
+    let parts: Vec<&str> = stem.split(['/', '\\']).collect();
+    (1..parts.len()).rev().find_map(|k| {
+        let tail = &parts[parts.len() - k..];
+        if tail.iter().any(|p| p.is_empty()) {
+            return None;
+        }
+        let module = tail.join(".");
+        let rest = dotted.strip_prefix(&module)?;
+        (rest.is_empty() || rest.starts_with('.')).then(|| format!("{}.py", tail.join("/")))
+    })
 }
 
 fn first_line(s: &str) -> Option<String> {
@@ -331,5 +416,25 @@ impl Session for JunitSession {
         {
             self.report(&xml, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_file;
+
+    #[test]
+    fn module_file_finds_the_dotted_module_at_the_end_of_a_path() {
+        let id = "tests.test_x.TestA.test_b";
+        assert_eq!(
+            module_file("/r/py/pkg/tests/test_x.py", id).as_deref(),
+            Some("tests/test_x.py")
+        );
+        assert_eq!(
+            module_file("/r/py/pkg/test_x.py", "test_x.test_a").as_deref(),
+            Some("test_x.py")
+        );
+        assert_eq!(module_file("/r/py/pkg/tests/test_xy.py", id), None);
+        assert_eq!(module_file("/r/py/pkg/tests/test_x.txt", id), None);
     }
 }

@@ -7,7 +7,7 @@ use crate::common::{ctx, fixture};
 
 const LANGUAGES: [&str; 6] = ["rust", "python", "go", "typescript", "javascript", "other"];
 
-const FIXTURES: [&str; 16] = [
+const FIXTURES: [&str; 17] = [
     "clippy/workspace_all_targets.log",
     "rustc/build_errors_macro.log",
     "cargo-test/workspace.log",
@@ -17,6 +17,7 @@ const FIXTURES: [&str; 16] = [
     "mypy/json.log",
     "mypy/text_pretty.log",
     "pytest/console_and_junit.log",
+    "pytest/subdir_collection_junit.log",
     "pip-audit/current.log",
     "govulncheck/stream.log",
     "go-vet/json.log",

@@ -194,3 +194,108 @@ fn pip_audit_older_array_layout() {
         ",
     );
 }
+
+/// Where the subproject captures live: the recipe ran `cd pkg && pytest ...`
+/// in the `py` subproject, so pytest's rootdir was `py/pkg`.
+const SUB_ROOT: &str = "/tmp/pyfix-sub/repo";
+const COLL_ROOT: &str = "/tmp/pyfix-coll/repo";
+
+#[test]
+fn pytest_quiet_tb_line_in_a_deeper_folder_infers_the_rootdir() {
+    // `-q` prints no `rootdir:` header; the `--tb=line` locations are absolute.
+    let findings = check(
+        "pytest/subdir_tb_line_q.log",
+        &ctx("python", SUB_ROOT, "py"),
+        "
+        test_fail error pytest tests/test_mod.py::test_x @ py/pkg/tests/test_mod.py:5:- | AssertionError: nope
+        test_fail error pytest tests/test_mod.py::test_param[2-3] @ py/pkg/tests/test_mod.py:14:- | assert 2 == 3
+        ",
+    );
+    assert_eq!(
+        findings[1].raw_json.as_ref().expect("raw")["nodeid"],
+        "tests/test_mod.py::test_param[2-3]"
+    );
+}
+
+#[test]
+fn pytest_default_output_in_a_deeper_folder_follows_the_rootdir_header() {
+    check(
+        "pytest/subdir_default.log",
+        &ctx("python", SUB_ROOT, "py"),
+        "
+        test_fail error pytest tests/test_mod.py::test_x @ py/pkg/tests/test_mod.py:5:- | AssertionError: nope
+        test_fail error pytest tests/test_mod.py::test_param[2-3] @ py/pkg/tests/test_mod.py:14:- | assert 2 == 3
+        ",
+    );
+}
+
+#[test]
+fn pytest_collection_errors_name_the_rootdir_for_console_and_junit() {
+    // `-q --tb=short`: frames are relative, only the collection errors print
+    // absolute paths; the console and the JUnit report agree and merge.
+    check(
+        "pytest/subdir_collection_junit.log",
+        &ctx("python", COLL_ROOT, "py"),
+        "
+        test_fail error pytest tests/test_broken.py @ py/pkg/tests/test_broken.py:-:- | collection failure
+        test_fail error pytest tests/test_syntax.py @ py/pkg/tests/test_syntax.py:-:- | collection failure
+        test_fail error pytest tests/test_mod.py::test_x @ py/pkg/tests/test_mod.py:5:- | AssertionError: nope
+        test_fail error pytest tests/test_mod.py::test_param[2-3] @ py/pkg/tests/test_mod.py:14:- | assert 2 == 3
+        ",
+    );
+}
+
+#[test]
+fn pytest_junit_report_alone_infers_the_rootdir() {
+    let log = crate::common::fixture("pytest/subdir_collection_junit.log");
+    let log = String::from_utf8(log).expect("utf-8");
+    let xml = &log[log.find("<?xml").expect("report")..];
+    let findings = crate::common::parse(&ctx("python", COLL_ROOT, "py"), xml.as_bytes());
+    crate::common::check_findings(
+        &findings,
+        "
+        test_fail error pytest tests/test_broken.py @ py/pkg/tests/test_broken.py:-:- | collection failure
+        test_fail error pytest tests/test_syntax.py @ py/pkg/tests/test_syntax.py:-:- | collection failure
+        test_fail error pytest tests/test_mod.py::test_x @ py/pkg/tests/test_mod.py:5:- | AssertionError: nope
+        test_fail error pytest tests/test_mod.py::test_param[2-3] @ py/pkg/tests/test_mod.py:14:- | assert 2 == 3
+        ",
+    );
+}
+
+#[test]
+fn pytest_tb_line_pairs_by_file_when_a_block_is_missing() {
+    // The first failure's crash location could not be read (no `.py` path),
+    // so blocks and failed tests disagree in number: pair by file and message.
+    let log = "\
+=================================== FAILURES ===================================
+<string>:3: ValueError: from exec
+/w/py/pkg/tests/test_b.py:9: assert 2 == 3
+/w/py/pkg/tests/test_a.py:5: AssertionError: nope
+=========================== short test summary info ============================
+FAILED tests/test_a.py::test_exec - ValueError: from exec
+FAILED tests/test_b.py::test_y - assert 2 == 3
+FAILED tests/test_a.py::test_x - AssertionError: nope
+";
+    let findings = crate::common::parse(&ctx("python", "/w", "py"), log.as_bytes());
+    crate::common::check_findings(
+        &findings,
+        "
+        test_fail error pytest tests/test_a.py::test_exec @ py/pkg/tests/test_a.py:-:- | ValueError: from exec
+        test_fail error pytest tests/test_b.py::test_y @ py/pkg/tests/test_b.py:9:- | assert 2 == 3
+        test_fail error pytest tests/test_a.py::test_x @ py/pkg/tests/test_a.py:5:- | AssertionError: nope
+        ",
+    );
+}
+
+#[test]
+fn pytest_without_header_or_absolute_paths_falls_back_to_the_work_dir() {
+    let log = "\
+=========================== short test summary info ============================
+FAILED tests/test_a.py::test_x - AssertionError: nope
+";
+    let findings = crate::common::parse(&ctx("python", "/w", "py"), log.as_bytes());
+    crate::common::check_findings(
+        &findings,
+        "test_fail error pytest tests/test_a.py::test_x @ py/tests/test_a.py:-:- | AssertionError: nope",
+    );
+}
