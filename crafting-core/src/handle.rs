@@ -622,7 +622,26 @@ impl CraftingTable {
     ) -> Result<Comparison> {
         let row = self.owned_job(caller, id).await?;
         let base_id = match base {
-            Some(b) => Some(self.owned_job(caller, b).await?.job.id),
+            Some(b) => {
+                let other = self.owned_job(caller, b).await?.job;
+                let lineage = |j: &Job| (j.project.clone(), j.subproject.clone(), j.recipe.clone());
+                if lineage(&other) != lineage(&row.job) {
+                    return Err(Error::invalid(
+                        "compare_mismatch",
+                        format!(
+                            "job {b} ran recipe {:?} of {}/{}, job {id} ran {:?} of {}/{}; only \
+                             jobs of the same project, subproject and recipe can be compared",
+                            other.recipe,
+                            other.project,
+                            other.subproject,
+                            row.job.recipe,
+                            row.job.project,
+                            row.job.subproject
+                        ),
+                    ));
+                }
+                Some(other.id)
+            }
             None => self.inner.ledger.previous_job(row.job.clone()).await?,
         };
         let current = self.inner.ledger.findings(id.to_owned()).await?;

@@ -252,9 +252,16 @@ impl Handler<Drain> for Runner {
 
 /// A line the engine itself writes into a job's log.
 fn engine_line(log: &Path, text: &str) {
-    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
-        let _ = writeln!(f, "[crafting-table] {text}");
-    }
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::OpenOptions::new().create(true).read(true).append(true).open(log) else {
+        return;
+    };
+    // Output that did not end its last line gets one, so that the engine's
+    // line starts a line of its own.
+    let mut last = [0u8; 1];
+    let open_line =
+        f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] != b'\n';
+    let _ = writeln!(f, "{}[crafting-table] {text}", if open_line { "\n" } else { "" });
 }
 
 /// Absolute path of a job's log file.

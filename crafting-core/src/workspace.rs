@@ -302,6 +302,9 @@ fn resolve(repo: &Repository, git_ref: Option<&str>, default_branch: Option<&str
                 ))
             });
     };
+    // Full names work too: refs/heads/<branch> is the remote's branch.
+    let r = r.strip_prefix("refs/heads/").unwrap_or(r);
+    let r = r.strip_prefix("refs/tags/").unwrap_or(r);
     for candidate in [format!("refs/remotes/origin/{r}"), format!("refs/tags/{r}")] {
         if let Ok(c) = repo.find_reference(&candidate).and_then(|r| r.peel_to_commit()) {
             return Ok(c.id());

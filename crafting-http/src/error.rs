@@ -64,7 +64,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("No such {what} for this token; {hint}."),
+            format!("No {what} by that name or id is visible to this token; {hint}."),
         )
     }
 

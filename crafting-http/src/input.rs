@@ -135,6 +135,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "The request body is empty; send a JSON object.",
         ));
     }
+    // Bodies are JSON objects: serde would also fill a struct from an array
+    // of its fields in order, which would sidestep the unknown-field check.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(ApiError::invalid(
+            "invalid_body",
+            "The request body must be a JSON object with named fields, such as {\"recipe\": \"test\"}.",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         Category::Data => ApiError::invalid(
             "invalid_body",
@@ -199,7 +208,14 @@ impl Query {
     pub fn limit(&self) -> Result<Option<u32>, ApiError> {
         let Some(text) = self.get("limit") else { return Ok(None) };
         let n = whole_number("limit", text, "from 1 to 500 (larger values are capped at 500)")?;
-        Ok(Some(n.clamp(1, u64::from(MAX_LIMIT)) as u32))
+        if n == 0 {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "Query parameter \"limit\" must be a whole number from 1 to 500 (larger values \
+                 are capped at 500); got 0.",
+            ));
+        }
+        Ok(Some(n.min(u64::from(MAX_LIMIT)) as u32))
     }
 
     /// A byte offset such as `offset`.
@@ -255,11 +271,10 @@ mod tests {
             let req = TestRequest::with_uri(&format!("/jobs?{s}")).to_http_request();
             Query::parse(&req, &["limit", "project"])
         };
-        assert_eq!(q("limit=0").unwrap().limit().unwrap(), Some(1));
         assert_eq!(q("limit=20").unwrap().limit().unwrap(), Some(20));
         assert_eq!(q("limit=99999999999999999999999").unwrap().limit().unwrap(), Some(500));
         assert_eq!(q("").unwrap().limit().unwrap(), None);
-        for bad in ["limit=-1", "limit=abc", "limit=", "limit=1.5"] {
+        for bad in ["limit=0", "limit=-1", "limit=abc", "limit=", "limit=1.5"] {
             let err = q(bad).unwrap().limit().unwrap_err();
             assert_eq!((err.status.as_u16(), err.code), (400, "invalid_query"), "{bad}");
         }

@@ -14,11 +14,8 @@ fn register_all(server: &Server, env: &[(&str, &str)]) -> (i32, String) {
         .envs(env.iter().copied())
         .output()
         .expect("bash runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
 

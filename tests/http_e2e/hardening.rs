@@ -51,6 +51,12 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
         post_raw(&server, "/projects", &alice, Some("application/x-www-form-urlencoded"), valid);
     assert_eq!(error_code(s, &b, 415), "unsupported_media_type");
 
+    // A JSON array that lists a body's fields in order is not a body.
+    let (s, b) =
+        post_raw(&server, "/projects/demo/jobs", &alice, json_type, br#"["test"]"#.to_vec());
+    assert_eq!(error_code(s, &b, 422), "invalid_body");
+    assert!(b["error"].as_str().unwrap().contains("JSON object"), "{b}");
+
     // Unknown fields and wrong types, at the top level and nested.
     let mut spec = project_spec("demo2", &repo, json!({"t": "true"}));
     spec["colour"] = json!("blue");
@@ -129,12 +135,13 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
         "status=done",
         "sort=asc",
         "limit=1&limit=2",
+        "limit=0",
     ] {
         let (s, b) = server.get(&format!("/jobs?{q}"), &alice);
         let code = error_code(s, &b, 400);
         assert!(code == "invalid_query" || code == "unknown_parameter", "{q}: {code}");
     }
-    for q in ["limit=0", "limit=100000", "limit=99999999999999999999999999"] {
+    for q in ["limit=100000", "limit=99999999999999999999999999"] {
         let (s, b) = server.get(&format!("/jobs?{q}"), &alice);
         assert_eq!(s, 200, "{q}: {b}");
     }

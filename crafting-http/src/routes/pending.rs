@@ -29,8 +29,8 @@ struct PatchRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DigestRunRequest {
-    /// Build the digest without sending mail.
-    #[serde(default)]
+    /// Build the digest without sending mail. Required: a real send is never
+    /// a default.
     dry_run: bool,
     /// `YYYY-MM-DD`; today when absent.
     #[serde(default)]

@@ -141,7 +141,10 @@ async fn api_errors_become_tool_errors_with_message_and_code() {
         session.err("get_job", json!({"job_id": "00000000000000000000000000000000"})).await;
     assert_eq!(missing["code"], json!("not_found"));
     assert_eq!(missing["http_status"], json!(404));
-    assert!(missing["error"].as_str().unwrap().starts_with("No such job"), "{missing}");
+    assert!(
+        missing["error"].as_str().unwrap().starts_with("No job by that name or id"),
+        "{missing}"
+    );
 
     register(&session, &service, "dup", json!({"test": "true"})).await;
     let again = session
