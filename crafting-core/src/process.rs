@@ -144,22 +144,27 @@ fn copy_log(
     // this process; it is dropped for plain read/write on the first failure
     // (a log folder on a file system that does not take it).
     let mut use_splice = true;
+    let mut ready_hint = false;
     loop {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: pfd is a valid pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+        // While output flows, move it without asking poll() first; wait
+        // (a bounded while, to notice `stop`) only when the pipe ran dry.
+        if !(ready_hint && use_splice) {
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: pfd is a valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
+            if ready < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if ready == 0 {
                 continue;
             }
-            return Err(e);
-        }
-        if ready == 0 {
-            continue;
         }
         let room = cap.saturating_sub(kept);
         if use_splice && !truncated && room > 0 {
@@ -173,21 +178,27 @@ fn copy_log(
                     log.as_raw_fd(),
                     std::ptr::null_mut(),
                     want,
-                    libc::SPLICE_F_MOVE,
+                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
                 )
             };
             match n {
                 0 => break,
                 n if n > 0 => {
                     kept += n as u64;
+                    // More may be waiting: move it before polling again.
+                    ready_hint = true;
                     continue;
                 }
                 _ => {
                     let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
+                    match e.kind() {
+                        io::ErrorKind::Interrupted => continue,
+                        io::ErrorKind::WouldBlock => {
+                            ready_hint = false;
+                            continue;
+                        }
+                        _ => use_splice = false,
                     }
-                    use_splice = false;
                 }
             }
         }
