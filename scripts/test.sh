@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every check a change must pass: formatting, lints (Rust, Dockerfile, shell),
 # unit, in-process and end-to-end tests. Installs what the tests need when it
-# is missing: git, curl, jq (apt), the aiosmtpd SMTP server the digest tests
-# talk to (pip), shellcheck and hadolint (scripts/lint-files.sh).
+# is missing: git, curl, jq, bubblewrap (apt), the aiosmtpd SMTP server the
+# digest tests talk to (pip), shellcheck and hadolint (scripts/lint-files.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,9 @@ missing=()
 for tool in git curl jq python3; do
     have "$tool" || missing+=("$tool")
 done
+# bubblewrap sandboxes recipes (CRAFTING_ISOLATION=auto picks it); the
+# isolation tests run real sandboxes. Its command is bwrap.
+have bwrap || missing+=("bubblewrap")
 if ((${#missing[@]})); then
     if ! have apt-get; then
         say "please install: ${missing[*]}"

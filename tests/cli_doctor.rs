@@ -10,6 +10,11 @@ fn doctor_smoke_passes_present_toolchains_and_lists_missing_ones() {
         .expect("binary runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "doctor --smoke failed:\n{text}");
+    let iso = text.lines().find(|l| l.starts_with("isolation: ")).expect("an isolation line");
+    assert!(
+        ["bwrap", "user", "none"].iter().any(|m| iso.starts_with(&format!("isolation: {m} "))),
+        "{iso}"
+    );
     // The test machine has these; their hello-worlds must build and run.
     for present in ["rust", "cargo", "python", "c"] {
         assert!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::digest::DigestConfig;
 use crate::error::{Error, Result};
+use crate::isolation::IsolationSetting;
 
 /// Everything the engine needs to start. Build it with [`Config::new`] or
 /// [`Config::from_env`] and adjust fields as needed.
@@ -37,6 +38,29 @@ pub struct Config {
     /// The daily digest: schedule, SMTP relay, link base (`CRAFTING_DIGEST_*`,
     /// `CRAFTING_SMTP_*`, `CRAFTING_PUBLIC_URL`); see [`crate::digest`].
     pub digest: DigestConfig,
+    /// How recipes are isolated (`CRAFTING_ISOLATION`: `auto`, `bwrap`, `user`
+    /// or `none`; `auto` by default). See [`crate::isolation`].
+    pub isolation: IsolationSetting,
+    /// The user recipes run as (`CRAFTING_BUILD_USER`). In `user` mode it
+    /// defaults to `crafting-build`; in `bwrap` mode recipes keep the
+    /// service's uid unless this is set.
+    pub build_user: Option<String>,
+    /// Where bubblewrap is (`CRAFTING_BWRAP`): the binary, or a folder holding
+    /// `bwrap`. Looked up on `PATH` when unset.
+    pub bwrap_path: Option<PathBuf>,
+    /// Most processes (tasks) one job may have at once (`CRAFTING_MAX_PROCESSES`, 4096),
+    /// enforced by a pids cgroup per job where one can be created, and by
+    /// `RLIMIT_NPROC` when recipes run as a non-root build user.
+    pub max_processes: u64,
+    /// Most bytes a job's worktree and job folder may use on disk
+    /// (`CRAFTING_JOB_DISK_MAX_BYTES`, 20 GiB); the job is stopped past it.
+    pub job_disk_max_bytes: u64,
+    /// How often a running job's disk use is measured (2 s).
+    pub disk_check_interval: Duration,
+    /// Whether recipes reach the network unless their subproject says
+    /// otherwise (`CRAFTING_RECIPE_NETWORK`, `on` or `off`; `on` by default).
+    /// Only `bwrap` mode can take the network away.
+    pub recipe_network: bool,
 }
 
 impl Config {
@@ -56,6 +80,13 @@ impl Config {
             worktree_max_age: Duration::from_secs(24 * 3600),
             clone_idle_gc: Duration::from_secs(7 * 24 * 3600),
             digest: DigestConfig::default(),
+            isolation: IsolationSetting::Auto,
+            build_user: None,
+            bwrap_path: None,
+            max_processes: 4096,
+            job_disk_max_bytes: 20 * 1024 * 1024 * 1024,
+            disk_check_interval: Duration::from_secs(2),
+            recipe_network: true,
         }
     }
 
@@ -92,6 +123,33 @@ impl Config {
         }
         if let Some(v) = get("CRAFTING_KILL_GRACE_SECS") {
             c.kill_grace = Duration::from_secs(number("CRAFTING_KILL_GRACE_SECS", &v)?);
+        }
+        if let Some(v) = get("CRAFTING_ISOLATION") {
+            c.isolation = IsolationSetting::parse(&v)?;
+        }
+        if let Some(v) = get("CRAFTING_BUILD_USER") {
+            c.build_user = Some(v.trim().to_owned());
+        }
+        if let Some(v) = get("CRAFTING_BWRAP") {
+            c.bwrap_path = Some(v.trim().into());
+        }
+        if let Some(v) = get("CRAFTING_MAX_PROCESSES") {
+            c.max_processes = number("CRAFTING_MAX_PROCESSES", &v)?.max(1);
+        }
+        if let Some(v) = get("CRAFTING_JOB_DISK_MAX_BYTES") {
+            c.job_disk_max_bytes = number("CRAFTING_JOB_DISK_MAX_BYTES", &v)?;
+        }
+        if let Some(v) = get("CRAFTING_RECIPE_NETWORK") {
+            c.recipe_network = match v.trim().to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" | "yes" => true,
+                "off" | "false" | "0" | "no" => false,
+                _ => {
+                    return Err(Error::invalid(
+                        "invalid_config",
+                        format!("CRAFTING_RECIPE_NETWORK={v:?} is neither on nor off"),
+                    ));
+                }
+            };
         }
         c.digest = DigestConfig::from_vars(get)?;
         Ok(c)

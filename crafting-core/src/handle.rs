@@ -53,6 +53,7 @@ struct Inner {
     runner: Addr<Runner>,
     events: broadcast::Sender<JobFinished>,
     admin_bearer_file: Option<PathBuf>,
+    isolation: crate::isolation::Isolation,
     digest: Addr<DigestScheduler>,
     digest_service: DigestService,
 }
@@ -103,6 +104,12 @@ impl CraftingTable {
         // only the service's own user may enter it.
         fs::set_permissions(&config.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|e| Error::io(format!("restricting {}", config.data_dir.display()), e))?;
+        let isolation = {
+            let cfg = config.clone();
+            tokio::task::spawn_blocking(move || crate::isolation::detect(&cfg))
+                .await
+                .map_err(|e| Error::Pool(format!("isolation probe failed: {e}")))??
+        };
         let ledger = Ledger::open(&config.ledger_path(), config.runner_workers + 8).await?;
         let admin_bearer_file = ensure_admin(&config, &ledger).await?;
         let ws = Arc::new(Workspace::new(config.workspace_dir.clone())?);
@@ -125,12 +132,29 @@ impl CraftingTable {
             ws: ws.clone(),
             parsers: parsers_addr,
             events: events.clone(),
+            isolation: isolation.clone(),
         });
         sweep_orphans(&shared).await?;
-        tracing::warn!(
-            "recipes run as this service's own user without a sandbox: every registered \
-             repository is trusted with the service's files"
+        let process_limit = if crate::isolation::JobCgroup::available() {
+            "pids cgroup per job"
+        } else if isolation.user.as_ref().is_some_and(|u| u.uid != 0) {
+            "RLIMIT_NPROC of the build user"
+        } else {
+            "none (no writable pids cgroup)"
+        };
+        tracing::info!(
+            isolation = isolation.mode.as_str(),
+            max_processes = config.max_processes,
+            process_limit,
+            "recipe isolation: {}",
+            isolation.describe()
         );
+        if isolation.mode == crate::isolation::IsolationMode::None {
+            tracing::warn!(
+                "recipes run as this service's own user without a sandbox: every registered \
+                 repository is trusted with the service's files"
+            );
+        }
         let runner = {
             let shared = shared.clone();
             Supervisor::start(move |_| Runner::new(shared.clone()))
@@ -146,6 +170,7 @@ impl CraftingTable {
                 runner,
                 events,
                 admin_bearer_file,
+                isolation,
                 digest,
                 digest_service,
             }),
@@ -159,6 +184,16 @@ impl CraftingTable {
     /// The configuration the engine runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// How recipes are isolated (chosen at start-up).
+    pub fn isolation(&self) -> crate::isolation::IsolationMode {
+        self.inner.isolation.mode
+    }
+
+    /// The isolation chosen at start-up, with its build user and bubblewrap path.
+    pub fn isolation_details(&self) -> &crate::isolation::Isolation {
+        &self.inner.isolation
     }
 
     /// Where the first admin bearer was written, when this start minted it.
@@ -462,6 +497,7 @@ impl CraftingTable {
             timeout_secs: sub
                 .timeout_secs
                 .unwrap_or(self.inner.config.default_timeout.as_secs().max(1)),
+            network: sub.network,
         };
         let job = Job {
             id: id.clone(),

@@ -71,6 +71,11 @@ pub struct Subproject {
     /// Timeout for this subproject's recipes; the engine default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// `false` takes the network away from this subproject's recipes (only
+    /// in `bwrap` isolation); absent means the engine default
+    /// (`CRAFTING_RECIPE_NETWORK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
 }
 
 /// Who hears about a project's jobs, and whether fixes are drafted automatically.
@@ -231,6 +236,9 @@ pub struct RecipeSnapshot {
     pub language: String,
     /// Timeout in seconds.
     pub timeout_secs: u64,
+    /// The subproject's network setting when the job was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
 }
 
 /// A job as stored and returned.

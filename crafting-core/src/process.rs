@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::isolation::JobCgroup;
+
 /// The line appended when a log reaches its cap.
 pub fn truncation_marker(cap: u64) -> String {
     format!(
@@ -40,6 +42,8 @@ pub struct Spec {
     pub log_path: PathBuf,
     /// Bytes of recipe output kept at most.
     pub log_cap: u64,
+    /// The sandbox, user and limits the recipe runs under.
+    pub jail: crate::isolation::Jail,
 }
 
 /// A started recipe.
@@ -63,8 +67,10 @@ pub struct Capture {
 }
 
 impl Recipe {
-    /// Spawns `/bin/sh -c command` in a new process group, stdout and stderr
-    /// both on one pipe whose reader thread copies into the log file.
+    /// Spawns `/bin/sh -c command` in a new process group (under bubblewrap
+    /// when the jail says so), stdout and stderr both on one pipe whose
+    /// reader thread copies into the log file. The recipe inherits fds 0-2
+    /// only: every other descriptor of the service is close-on-exec.
     pub fn spawn(spec: &Spec) -> io::Result<Recipe> {
         // Not O_APPEND: splice() refuses append-mode targets. Nothing else
         // writes the log while the recipe runs, so seeking to the end is enough.
@@ -74,7 +80,15 @@ impl Recipe {
         let already = log.metadata()?.len();
         let (pipe_r, pipe_w) = io::pipe()?;
         widen_pipe(pipe_r.as_raw_fd());
-        let mut cmd = Command::new("/bin/sh");
+        let mut cmd = match &spec.jail.bwrap {
+            Some(bwrap) => {
+                let mut c = Command::new(bwrap);
+                c.args(spec.jail.bwrap_args(&spec.cwd)).arg("/bin/sh");
+                c
+            }
+            None => Command::new("/bin/sh"),
+        };
+        spec.jail.apply(&mut cmd)?;
         cmd.arg("-c")
             .arg(&spec.command)
             .current_dir(&spec.cwd)
@@ -312,6 +326,18 @@ fn scan(pgid: Option<i32>, job_id: &str) -> Scan {
 /// none is left or `give_up` has passed since the SIGKILL. Returns the number
 /// of processes still seen at the end (0 on success).
 pub fn terminate(pgid: Option<i32>, job_id: &str, grace: Duration, give_up: Duration) -> usize {
+    terminate_in(pgid, job_id, None, grace, give_up)
+}
+
+/// Like [`terminate`], also stopping every process in the job's pids cgroup
+/// (which no process of the recipe can leave).
+pub fn terminate_in(
+    pgid: Option<i32>,
+    job_id: &str,
+    cgroup: Option<&JobCgroup>,
+    grace: Duration,
+    give_up: Duration,
+) -> usize {
     let started = Instant::now();
     let mut killing = false;
     // A pass that finds nothing while some process shows no environment is
@@ -319,7 +345,14 @@ pub fn terminate(pgid: Option<i32>, job_id: &str, grace: Duration, give_up: Dura
     let mut rechecks = 0;
     loop {
         let seen = scan(pgid, job_id);
-        let pids = seen.found;
+        let mut pids = seen.found;
+        if let Some(cg) = cgroup {
+            for pid in cg.pids() {
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
         if pids.is_empty() {
             if seen.unsure == 0 || rechecks >= 10 {
                 return 0;
@@ -360,7 +393,15 @@ pub fn kill_orphan(pgid: Option<i32>, start: Option<u64>, job_id: &str) -> usize
                 Some(now) => Some(now) == start,
             }
     });
-    terminate(group, job_id, Duration::ZERO, Duration::from_secs(10))
+    let cgroup = JobCgroup::existing(job_id);
+    let left =
+        terminate_in(group, job_id, cgroup.as_ref(), Duration::ZERO, Duration::from_secs(10));
+    if let Some(cg) = cgroup
+        && left == 0
+    {
+        cg.remove();
+    }
+    left
 }
 
 /// True when `path` resolves (following symlinks) to a place inside `root`.

@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::isolation::{self, Isolation, IsolationMode, Jail, JobCgroup};
 use crate::ledger::{JobOutcome, JobRow, Ledger};
 use crate::model::{Finding, Job, JobStatus, RunnerStats};
 use crate::parsers::{Parse, ParserRegistry};
@@ -50,6 +51,8 @@ pub struct Shared {
     pub parsers: Addr<ParserRegistry>,
     /// Where [`JobFinished`] events go.
     pub events: broadcast::Sender<JobFinished>,
+    /// How recipes are isolated, chosen at start-up.
+    pub isolation: Isolation,
 }
 
 /// The job pool.
@@ -388,14 +391,36 @@ async fn run_job_inner(
         return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new()).await;
     }
 
-    // Run the recipe.
+    // Confine and run the recipe.
+    let network = snap.network.unwrap_or(cfg.recipe_network);
+    if !network && shared.isolation.mode != IsolationMode::Bwrap {
+        engine_line(
+            &log,
+            &format!(
+                "network access cannot be taken away in {} isolation; the recipe keeps it",
+                shared.isolation.mode
+            ),
+        );
+    }
+    let confined = match confine(shared, job, &wt.path, network) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("could not prepare the recipe's sandbox: {e}");
+            engine_line(&log, &msg);
+            let _ = release().await;
+            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new())
+                .await;
+        }
+    };
     engine_line(&log, &format!("running `{}` in {} at {}", snap.command, snap.subproject, wt.sha));
+    let cgroup = confined.cgroup.clone();
     let spec = Spec {
         command: snap.command.clone(),
         cwd,
-        env: recipe_env(cfg, job),
+        env: confined.env,
         log_path: log.clone(),
         log_cap: cfg.log_max_bytes,
+        jail: confined.jail,
     };
     let started = Instant::now();
     let mut recipe = match Recipe::spawn(&spec) {
@@ -403,6 +428,9 @@ async fn run_job_inner(
         Err(e) => {
             let msg = format!("could not start /bin/sh: {e}");
             engine_line(&log, &msg);
+            if let Some(cg) = &cgroup {
+                cg.remove();
+            }
             let _ = release().await;
             return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new())
                 .await;
@@ -421,27 +449,44 @@ async fn run_job_inner(
         .map_err(|e| Error::io("starting a waiter thread", e))?;
 
     let timeout = Duration::from_secs(snap.timeout_secs);
+    let quota = cfg.job_disk_max_bytes;
+    let disk = std::pin::pin!(watch_disk(
+        vec![wt.path.clone(), confined.job_dir.clone()],
+        quota,
+        cfg.disk_check_interval
+    ));
     let mut ended_by: Option<(JobStatus, String)> = None;
     let mut exit_rx = exit_rx;
     let status = tokio::select! {
         s = &mut exit_rx => s,
         _ = tokio::time::sleep(timeout) => {
             ended_by = Some((JobStatus::TimedOut, format!("timed out after {} s", snap.timeout_secs)));
-            stop_group(shared, pgid, id).await;
+            stop_group(shared, pgid, id, cgroup.as_ref()).await;
+            exit_rx.await
+        }
+        used = disk => {
+            engine_line(&log, &format!(
+                "the job's folders use {used} bytes, more than CRAFTING_JOB_DISK_MAX_BYTES={quota}"
+            ));
+            ended_by = Some((JobStatus::Failed, format!("disk quota of {quota} bytes exceeded")));
+            stop_group(shared, pgid, id, cgroup.as_ref()).await;
             exit_rx.await
         }
         s = &mut stop => {
             let s = s.unwrap_or(Stop::Cancel);
             let (st, why) = stop_reason(s);
             ended_by = Some((st, why.to_owned()));
-            stop_group(shared, pgid, id).await;
+            stop_group(shared, pgid, id, cgroup.as_ref()).await;
             exit_rx.await
         }
     };
     let status = status.map_err(|_| Error::Stopped)?;
 
     // Whatever the shell left behind goes too, then the log is complete.
-    stop_group(shared, pgid, id).await;
+    stop_group(shared, pgid, id, cgroup.as_ref()).await;
+    if let Some(cg) = cgroup {
+        let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+    }
     let capture = tokio::task::spawn_blocking(move || {
         let mut recipe = waiter.join().map_err(|_| std::io::Error::other("waiter panicked"))?;
         recipe.finish_capture(Duration::from_secs(5))
@@ -497,6 +542,120 @@ async fn run_job_inner(
     finish(shared, &row, &log, job_status, Some(exit_code), reason, findings).await
 }
 
+/// Resolves with the bytes used once the job's folders use more than `quota`.
+async fn watch_disk(roots: Vec<PathBuf>, quota: u64, every: Duration) -> u64 {
+    loop {
+        tokio::time::sleep(every).await;
+        let roots = roots.clone();
+        let used = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&Path> = roots.iter().map(PathBuf::as_path).collect();
+            isolation::disk_usage(&refs)
+        })
+        .await
+        .unwrap_or(0);
+        if used > quota {
+            return used;
+        }
+    }
+}
+
+/// A recipe's confinement: its environment, its jail, its cgroup and job folder.
+struct Confined {
+    env: Vec<(String, String)>,
+    jail: Jail,
+    cgroup: Option<JobCgroup>,
+    job_dir: PathBuf,
+}
+
+/// Prepares the job folder (`home/`, `tmp/`), the project's cache folder,
+/// ownership for a build user, the pids cgroup and the sandbox mounts.
+fn confine(shared: &Shared, job: &Job, worktree: &Path, network: bool) -> Result<Confined> {
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = &shared.config;
+    let iso = &shared.isolation;
+    let io = |what: &Path, e| Error::io(format!("preparing {}", what.display()), e);
+    let job_dir = shared.ws.job_dir(&job.project, &job.id);
+    let (home, tmp) = (job_dir.join("home"), job_dir.join("tmp"));
+    for d in [&home, &tmp] {
+        fs::create_dir_all(d).map_err(|e| io(d, e))?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(|e| io(d, e))?;
+    }
+    if let Some(parent) = job_dir.parent() {
+        let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o711));
+    }
+    let caches = absolute(&cfg.caches_dir);
+    let project_caches = caches.join(&job.project);
+    fs::create_dir_all(&project_caches).map_err(|e| io(&project_caches, e))?;
+    let mut env = recipe_env(cfg, job);
+    let mut set = |k: &str, v: String| match env.iter_mut().find(|(key, _)| key == k) {
+        Some(slot) => slot.1 = v,
+        None => env.push((k.to_owned(), v)),
+    };
+    let user = iso.user.as_ref().map(|u| (u.uid, u.gid));
+    if let Some((uid, gid)) = user {
+        // The build user owns what the recipe writes, and nothing else: the
+        // bare clone, the data folder and the other projects stay the service's.
+        let _ = fs::set_permissions(&caches, fs::Permissions::from_mode(0o711));
+        isolation::chown_tree(worktree, uid, gid).map_err(|e| io(worktree, e))?;
+        isolation::chown_tree(&job_dir, uid, gid).map_err(|e| io(&job_dir, e))?;
+        let owned = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&project_caches).map(|m| m.uid() == uid).unwrap_or(false)
+        };
+        if !owned {
+            isolation::chown_tree(&project_caches, uid, gid).map_err(|e| io(&project_caches, e))?;
+        }
+        // git refuses a repository whose administrative folder (in the
+        // service-owned bare clone) belongs to another user; trust this
+        // worktree only, through command-line scope configuration.
+        set("GIT_CONFIG_COUNT", "1".to_owned());
+        set("GIT_CONFIG_KEY_0", "safe.directory".to_owned());
+        set("GIT_CONFIG_VALUE_0", "*".to_owned());
+    }
+    let cgroup = JobCgroup::create(&job.id, cfg.max_processes);
+    let mut jail = Jail {
+        user,
+        network: true,
+        cgroup_procs: cgroup.as_ref().map(JobCgroup::procs_file),
+        nproc: user.filter(|(uid, _)| *uid != 0).map(|_| cfg.max_processes),
+        ..Jail::default()
+    };
+    match iso.mode {
+        IsolationMode::None => {}
+        IsolationMode::User => {
+            set("HOME", home.display().to_string());
+            set("TMPDIR", tmp.display().to_string());
+        }
+        IsolationMode::Bwrap => {
+            jail.bwrap = iso.bwrap.clone();
+            jail.network = network;
+            let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| absolute(p));
+            jail.hide = vec![canon(&cfg.data_dir), shared.ws.root().to_path_buf(), canon(&caches)];
+            jail.read_only = vec![shared.ws.clone_path(&job.project)];
+            jail.read_write = vec![canon(worktree), canon(&project_caches)];
+            jail.tmp = Some(tmp);
+            set("TMPDIR", "/tmp".to_owned());
+            let service_home = std::env::var_os("HOME").map(PathBuf::from);
+            match service_home.filter(|h| h.is_absolute() && h.parent().is_some() && h.is_dir()) {
+                Some(h) => {
+                    let mut locations: Vec<String> =
+                        env.iter().filter(|(k, _)| k != "HOME").map(|(_, v)| v.clone()).collect();
+                    locations.push(h.join(".rustup").display().to_string());
+                    jail.toolchains = isolation::toolchain_dirs(&h, &locations);
+                    // bubblewrap started as the build user can only mount
+                    // what that user can reach.
+                    if let Some((uid, gid)) = user {
+                        jail.toolchains.retain(|t| isolation::reachable_by(t, uid, gid));
+                    }
+                    jail.home = Some((home, h));
+                }
+                None => set("HOME", home.display().to_string()),
+            }
+        }
+    }
+    Ok(Confined { env, jail, cgroup, job_dir })
+}
+
 fn stop_reason(s: Stop) -> (JobStatus, &'static str) {
     match s {
         Stop::Cancel => (JobStatus::Cancelled, "cancelled"),
@@ -504,11 +663,12 @@ fn stop_reason(s: Stop) -> (JobStatus, &'static str) {
     }
 }
 
-async fn stop_group(shared: &Shared, pgid: i32, id: &str) {
+async fn stop_group(shared: &Shared, pgid: i32, id: &str, cgroup: Option<&JobCgroup>) {
     let grace = shared.config.kill_grace;
     let id = id.to_owned();
+    let cgroup = cgroup.cloned();
     let left = tokio::task::spawn_blocking(move || {
-        process::terminate(Some(pgid), &id, grace, Duration::from_secs(30))
+        process::terminate_in(Some(pgid), &id, cgroup.as_ref(), grace, Duration::from_secs(30))
     })
     .await
     .unwrap_or(0);
@@ -625,7 +785,9 @@ const TOOLCHAIN_VARS: &[&str] = &[
 ];
 
 /// The complete environment of a recipe: a fixed base, toolchain locations,
-/// per-tool caches under the caches folder, and the job's own identifiers.
+/// per-tool caches under `<caches>/<project>/`, and the job's own identifiers.
+/// The runner then points `HOME` and `TMPDIR` at the job's own folder in
+/// `user` and `bwrap` isolation.
 /// Nothing else of the service's environment is passed on.
 pub fn recipe_env(cfg: &Config, job: &Job) -> Vec<(String, String)> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -648,9 +810,11 @@ pub fn recipe_env(cfg: &Config, job: &Job) -> Vec<(String, String)> {
             env.push(((*k).to_owned(), v));
         }
     }
-    let caches = absolute(&cfg.caches_dir);
+    // Caches are per project, so a recipe never reads what another
+    // project's recipe left (and in bwrap mode sees only its own).
+    let caches = absolute(&cfg.caches_dir).join(&job.project);
     let cache = |sub: &str| caches.join(sub).display().to_string();
-    env.push(("CARGO_TARGET_DIR".to_owned(), cache(&format!("cargo-target/{}", job.project))));
+    env.push(("CARGO_TARGET_DIR".to_owned(), cache("cargo-target")));
     env.push(("PIP_CACHE_DIR".to_owned(), cache("pip")));
     env.push(("npm_config_cache".to_owned(), cache("npm")));
     env.push(("GOCACHE".to_owned(), cache("go-build")));

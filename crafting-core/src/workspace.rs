@@ -28,6 +28,8 @@ use git2::{
 use crate::error::{Error, Result};
 
 const LAST_USED: &str = "crafting-last-used";
+/// Holds the per-job folders inside a project's folder.
+const JOBS_DIR: &str = ".jobs";
 
 /// A checked-out worktree for one job.
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ impl Workspace {
     pub fn new(root: PathBuf) -> Result<Workspace> {
         fs::create_dir_all(&root)
             .map_err(|e| Error::io(format!("creating workspace {}", root.display()), e))?;
+        // Other users (a build user) may pass through but not list projects.
+        restrict_listing(&root);
         let root = root
             .canonicalize()
             .map_err(|e| Error::io(format!("resolving workspace {}", root.display()), e))?;
@@ -81,6 +85,17 @@ impl Workspace {
     /// The worktree path a job uses.
     pub fn worktree_path(&self, project: &str, job_id: &str) -> PathBuf {
         self.project_dir(project).join(job_id)
+    }
+
+    /// The project's bare clone.
+    pub fn clone_path(&self, project: &str) -> PathBuf {
+        self.project_dir(project).join(".cache")
+    }
+
+    /// A job's own folder outside its worktree (`home/` and `tmp/` of the
+    /// recipe), removed with the worktree.
+    pub fn job_dir(&self, project: &str, job_id: &str) -> PathBuf {
+        self.project_dir(project).join(JOBS_DIR).join(job_id)
     }
 
     /// Most git operations ever seen running at once for a single project.
@@ -108,7 +123,7 @@ impl Workspace {
 
     /// Opens the project's bare clone, creating it when needed.
     fn clone_for(&self, project: &str) -> Result<Repository> {
-        let path = self.project_dir(project).join(".cache");
+        let path = self.clone_path(project);
         let repo = match Repository::open_bare(&path) {
             Ok(r) => r,
             Err(_) => {
@@ -117,6 +132,7 @@ impl Workspace {
                 Repository::init_bare(&path).map_err(|e| Error::git("init", e))?
             }
         };
+        restrict_listing(&self.project_dir(project));
         touch(&path.join(LAST_USED));
         Ok(repo)
     }
@@ -143,6 +159,7 @@ impl Workspace {
     pub fn release(&self, project: &str, job_id: &str) -> Result<()> {
         let path = self.worktree_path(project, job_id);
         remove_tree(&path)?;
+        remove_tree(&self.job_dir(project, job_id))?;
         if let Ok(repo) = Repository::open_bare(self.project_dir(project).join(".cache")) {
             if let Ok(wt) = repo.find_worktree(job_id) {
                 let _ = wt.prune(Some(WorktreePruneOptions::new().valid(true).working_tree(true)));
@@ -224,7 +241,17 @@ impl Workspace {
                     let Some(job) = entry.file_name().to_str().map(str::to_owned) else {
                         continue;
                     };
-                    if job == ".cache" || busy.contains(&job) {
+                    if job == JOBS_DIR {
+                        // Job folders whose worktree is already gone.
+                        for e in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                            let id = e.file_name().to_string_lossy().into_owned();
+                            if !busy.contains(&id) && age(&e.path()) > max_age {
+                                let _ = remove_tree(&e.path());
+                            }
+                        }
+                        continue;
+                    }
+                    if job.starts_with('.') || busy.contains(&job) {
                         continue;
                     }
                     if age(&entry.path()) > max_age && self.release(&name, &job).is_ok() {
@@ -344,6 +371,12 @@ fn add_worktree(repo: &Repository, job_id: &str, path: &Path, oid: Oid) -> Resul
         let _ = b.delete();
     }
     Ok(())
+}
+
+/// Mode 0711: other users may pass through a folder but not list it.
+fn restrict_listing(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o711));
 }
 
 /// Removes a folder tree, making read-only folders writable when needed.

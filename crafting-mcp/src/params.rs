@@ -133,6 +133,10 @@ pub struct SubprojectSpec {
     /// Timeout of this subproject's recipes in seconds; the service default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// `false` runs this subproject's recipes without network (in the bwrap
+    /// sandbox only); the service default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<bool>,
 }
 
 fn root_path() -> String {

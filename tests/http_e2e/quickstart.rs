@@ -18,6 +18,8 @@ fn quickstart_walk_from_token_to_cascade_delete() {
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["ok"], json!(true));
     assert_eq!(health["runner"]["workers"], json!(2));
+    let mode = health["isolation"].as_str().unwrap_or_default();
+    assert!(["bwrap", "user", "none"].contains(&mode), "{health}");
 
     // The admin mints a token for a team; the list shows no secrets.
     let alice = server.mint("alice", false, &[]);

@@ -626,6 +626,7 @@ mod tests {
                 subproject: ".".into(),
                 language: "x".into(),
                 timeout_secs: 1,
+                network: None,
             },
             log_bytes: 0,
             findings_count: 0,

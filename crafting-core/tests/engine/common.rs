@@ -121,3 +121,37 @@ pub fn rss_kib() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+/// A `sleep` duration no other test process uses, so its processes can be
+/// found on the host by command line whatever pid namespace they run in:
+/// `<base>.<this test process's pid>`.
+pub fn sleep_tag(base: u32) -> String {
+    format!("{base}.{}", std::process::id())
+}
+
+/// Live (non-zombie) processes, seen from the host, with `arg` among their arguments.
+pub fn pids_with_arg(arg: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) && crate::jobs::alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits up to `patience` until every tag has a live process.
+pub async fn wait_for_args(tags: &[String], patience: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < patience {
+        if tags.iter().all(|t| !pids_with_arg(t).is_empty()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

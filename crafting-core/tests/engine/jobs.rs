@@ -153,8 +153,8 @@ async fn cancel_a_queued_and_a_running_job() {
     let mut cfg = fx.config();
     cfg.runner_workers = 1;
     let t = crafting_core::CraftingTable::start(cfg).await.unwrap();
-    let pidfile = fx.dir.path().join("pid");
-    let cmd = format!("sleep 300 & echo $! > {}; echo started; wait", pidfile.display());
+    let tag = sleep_tag(300);
+    let cmd = format!("sleep {tag} & echo started; wait");
     t.create_project(&admin(), spec("cancel", &repo, ".", &[("long", &cmd)])).await.unwrap();
     let running = t.enqueue(&admin(), "cancel", req("long")).await.unwrap();
     let queued = t.enqueue(&admin(), "cancel", req("long")).await.unwrap();
@@ -168,10 +168,10 @@ async fn cancel_a_queued_and_a_running_job() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(wait_for_args(std::slice::from_ref(&tag), Duration::from_secs(30)).await);
     let c = t.cancel_job(&admin(), &running.id).await.unwrap();
     assert_eq!(c.status, JobStatus::Cancelled);
-    assert!(!alive(pid), "background sleep {pid} survived the cancel");
+    assert!(pids_with_arg(&tag).is_empty(), "background sleep {tag} survived the cancel");
     assert!(processes_of(&running.id).is_empty());
     // Cancelling again is a conflict, not a crash.
     let again = t.cancel_job(&admin(), &running.id).await.unwrap_err();

@@ -7,6 +7,8 @@ mod common;
 mod concurrency;
 /// Findings of real tools: identities and comparisons between jobs.
 mod findings;
+/// Recipe isolation: secrets, other projects, hooks, fork bombs, disk quota, modes.
+mod isolation;
 /// Jobs run at the right commit and folder; logs, exit codes, worktree cleanup.
 mod jobs;
 /// Process groups, timeouts, cancel, log capture and caps.

@@ -3,7 +3,6 @@ use std::time::Duration;
 use crafting_core::{CraftingTable, JobStatus};
 
 use crate::common::*;
-use crate::jobs::alive;
 
 #[actix_rt::test]
 async fn two_hundred_megabytes_of_output_stream_to_disk_in_flat_memory() {
@@ -52,31 +51,30 @@ async fn a_timed_out_recipe_leaves_no_process_behind() {
     let fx = Fixture::new();
     let repo = fx.repo("bg", &[("f", "x")]);
     let t = fx.start().await;
-    let pids = fx.dir.path().join("pids");
-    let p = pids.display();
+    // Processes are found on the host by their unique sleep durations: the
+    // recipe may run in a pid namespace of its own, where `$!` means nothing
+    // to the host.
+    let tags: Vec<String> = (0..5).map(|i| sleep_tag(1000 + i)).collect();
     let cmd = format!(
-        "sleep 1000 & echo $! >> {p}; \
-         (sleep 1001 & echo $! >> {p}) ; \
-         setsid sleep 1002 & echo $! >> {p}; \
-         sh -c 'sleep 1003 & echo $! >> {p}'; \
-         setsid sh -c 'trap \"\" TERM; sleep 1004 & echo $! >> {p}; wait' & \
-         echo started; sleep 1000"
+        "sleep {} & \
+         (sleep {} &) ; \
+         setsid sleep {} & \
+         sh -c 'sleep {} &'; \
+         setsid sh -c 'trap \"\" TERM; sleep {} & wait' & \
+         echo started; sleep 1000",
+        tags[0], tags[1], tags[2], tags[3], tags[4]
     );
     let mut s = spec("bg", &repo, ".", &[("spawn", &cmd)]);
-    s.subprojects[0].timeout_secs = Some(3);
+    s.subprojects[0].timeout_secs = Some(5);
     t.create_project(&admin(), s).await.unwrap();
-    let job = run(&t, "bg", req("spawn")).await;
+    let job = t.enqueue(&admin(), "bg", req("spawn")).await.unwrap();
+    assert!(wait_for_args(&tags, Duration::from_secs(4)).await, "the recipe's sleeps never ran");
+    let job = t.wait_job(&admin(), &job.id, Duration::from_secs(120)).await.unwrap();
     assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
     assert_eq!(job.exit_code, Some(-1));
-    assert!(log(&t, &job.id).await.contains("timed out after 3 s"));
-    let listed: Vec<i32> = std::fs::read_to_string(&pids)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    assert_eq!(listed.len(), 5, "{listed:?}");
-    for pid in listed {
-        assert!(!alive(pid), "process {pid} outlived its job");
+    assert!(log(&t, &job.id).await.contains("timed out after 5 s"));
+    for tag in &tags {
+        assert!(pids_with_arg(tag).is_empty(), "sleep {tag} outlived its job");
     }
     assert!(processes_of(&job.id).is_empty());
 }
@@ -86,14 +84,16 @@ async fn background_children_of_a_finished_recipe_are_stopped() {
     let fx = Fixture::new();
     let repo = fx.repo("bg2", &[("f", "x")]);
     let t = fx.start().await;
-    let pidfile = fx.dir.path().join("pid");
-    let cmd =
-        format!("setsid sleep 1000 > /dev/null 2>&1 & echo $! > {}; echo ok", pidfile.display());
+    let tag = sleep_tag(1000);
+    // The shell ends normally (after a second, so the test can see the
+    // detached child), leaving its detached child behind.
+    let cmd = format!("setsid sleep {tag} > /dev/null 2>&1 & echo ok; sleep 1");
     t.create_project(&admin(), spec("bg2", &repo, ".", &[("spawn", &cmd)])).await.unwrap();
-    let job = run(&t, "bg2", req("spawn")).await;
+    let job = t.enqueue(&admin(), "bg2", req("spawn")).await.unwrap();
+    assert!(wait_for_args(std::slice::from_ref(&tag), Duration::from_secs(30)).await);
+    let job = t.wait_job(&admin(), &job.id, Duration::from_secs(120)).await.unwrap();
     assert_eq!(job.status, JobStatus::Succeeded);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     // Give the kernel a moment to reap.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!alive(pid), "detached child {pid} outlived its job");
+    assert!(pids_with_arg(&tag).is_empty(), "detached child sleep {tag} outlived its job");
 }

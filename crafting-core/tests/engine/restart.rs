@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use crafting_core::{CraftingTable, JobStatus, Kind};
 
 use crate::common::*;
-use crate::jobs::alive;
 
 fn child_config(dir: &Path) -> crafting_core::Config {
     let mut c = crafting_core::Config::new(dir.join("engine"));
@@ -24,8 +23,8 @@ async fn child_engine() {
     let dir = std::path::PathBuf::from(std::env::var("CT_CHILD_DIR").expect("CT_CHILD_DIR"));
     let t = CraftingTable::start(child_config(&dir)).await.unwrap();
     let repo = dir.join("repos/victim");
-    let pidfile = dir.join("orphan.pid");
-    let long = format!("sleep 1000 & echo $! > {}; echo started; wait", pidfile.display());
+    let tag = std::env::var("CT_TAG").expect("CT_TAG");
+    let long = format!("sleep {tag} & echo started; wait");
     t.create_project(
         &admin(),
         spec(
@@ -44,7 +43,7 @@ async fn child_engine() {
     std::fs::write(dir.join("ids"), format!("{}\n{}\n{}\n{}\n", done.id, a.id, b.id, c.id))
         .unwrap();
     loop {
-        if log(&t, &a.id).await.contains("started") && pidfile.exists() {
+        if log(&t, &a.id).await.contains("started") {
             std::fs::write(dir.join("ready"), "").unwrap();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -56,9 +55,11 @@ async fn engine_killed_mid_job_restarts_cleanly() {
     let fx = Fixture::new();
     let dir = fx.dir.path().to_path_buf();
     fx.repo("victim", &[("f", "x")]);
+    let tag = sleep_tag(1000);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "restart::child_engine", "--nocapture"])
         .env("CT_CHILD_DIR", &dir)
+        .env("CT_TAG", &tag)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
@@ -70,12 +71,16 @@ async fn engine_killed_mid_job_restarts_cleanly() {
         assert!(child.try_wait().unwrap().is_none(), "child engine exited early");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Hard kill: no shutdown path runs.
+    assert!(
+        wait_for_args(std::slice::from_ref(&tag), Duration::from_secs(30)).await,
+        "the recipe's sleep never ran"
+    );
+    // Hard kill: no shutdown path runs. Without a sandbox the recipe's
+    // process outlives the engine until the restart sweeps it; under
+    // bubblewrap (--die-with-parent) it dies with the engine. Either way
+    // none may be left once the engine is back.
     child.kill().unwrap();
     child.wait().unwrap();
-    let orphan: i32 =
-        std::fs::read_to_string(dir.join("orphan.pid")).unwrap().trim().parse().unwrap();
-    assert!(alive(orphan), "the recipe's process should have outlived the killed engine");
     let ids: Vec<String> =
         std::fs::read_to_string(dir.join("ids")).unwrap().lines().map(str::to_owned).collect();
     let (done, a, b, c) = (&ids[0], &ids[1], &ids[2], &ids[3]);
@@ -86,7 +91,8 @@ async fn engine_killed_mid_job_restarts_cleanly() {
     assert_eq!(job_a.exit_code, Some(-1));
     let text = log(&t, a).await;
     assert!(text.trim_end().ends_with("[crafting-table] runner restart, job orphaned"), "{text}");
-    assert!(!alive(orphan), "orphaned process {orphan} survived the restart");
+    assert!(pids_with_arg(&tag).is_empty(), "orphaned sleep {tag} survived the restart");
+    assert!(processes_of(a).is_empty());
     assert!(!t.config().workspace_dir.join("victim").join(a).exists());
 
     for id in [b, c] {

@@ -93,6 +93,11 @@ async fn healthz(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     let runner = state.table.stats().await?;
     Ok(ok(
         StatusCode::OK,
-        json!({"status": "live", "version": env!("CARGO_PKG_VERSION"), "runner": runner}),
+        json!({
+            "status": "live",
+            "version": env!("CARGO_PKG_VERSION"),
+            "runner": runner,
+            "isolation": state.table.isolation().as_str(),
+        }),
     ))
 }
