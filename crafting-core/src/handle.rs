@@ -2,7 +2,7 @@
 //! the MCP server use. It validates input, writes the ledger and talks to the
 //! actors; nothing outside this crate touches SQL or actors directly.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -56,6 +56,10 @@ struct Inner {
     isolation: crate::isolation::Isolation,
     digest: Addr<DigestScheduler>,
     digest_service: DigestService,
+    /// Live tokens by the sha256 of their bearer, filled on first use and
+    /// emptied of a token the moment it is revoked: every request
+    /// authenticates, and the ledger need not be asked each time.
+    live_tokens: std::sync::RwLock<HashMap<String, Token>>,
 }
 
 /// A job and the last lines of its log.
@@ -173,6 +177,7 @@ impl CraftingTable {
                 isolation,
                 digest,
                 digest_service,
+                live_tokens: Default::default(),
             }),
         };
         for row in table.inner.ledger.jobs_in_state(JobStatus::Queued).await? {
@@ -234,7 +239,13 @@ impl CraftingTable {
 
     /// Revokes a token by name.
     pub async fn revoke_token(&self, name: &str) -> Result<()> {
-        self.inner.ledger.revoke_token(name.to_owned()).await
+        self.inner.ledger.revoke_token(name.to_owned()).await?;
+        self.inner
+            .live_tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, t| t.name != name);
+        Ok(())
     }
 
     /// The live token a bearer belongs to. Lookup is by the bearer's sha256,
@@ -243,7 +254,21 @@ impl CraftingTable {
         if bearer.is_empty() || bearer.len() > 512 {
             return Ok(None);
         }
-        self.inner.ledger.token_by_secret(hash_bearer(bearer)).await
+        let hash = hash_bearer(bearer);
+        if let Some(t) = self.inner.live_tokens.read().unwrap_or_else(|p| p.into_inner()).get(&hash)
+        {
+            return Ok(Some(t.clone()));
+        }
+        let found = self.inner.ledger.token_by_secret(hash.clone()).await?;
+        if let Some(t) = &found {
+            let mut cache = self.inner.live_tokens.write().unwrap_or_else(|p| p.into_inner());
+            // Only live tokens that were used land here; the bound is a guard.
+            if cache.len() >= 10_000 {
+                cache.clear();
+            }
+            cache.insert(hash, t.clone());
+        }
+        Ok(found)
     }
 
     // ----- projects -----------------------------------------------------------------------
