@@ -4,6 +4,7 @@
 #
 #   bench/run.sh            # the full run (about 10 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh   # smaller sizes, for a first look
+#   BENCH_GROUPS=api bench/run.sh # only some groups: engine, parsers, api
 #
 # Needs: cargo, git, curl; wrk for the API figures (installed with apt-get
 # when missing and possible; skipped with a note otherwise).
@@ -21,14 +22,20 @@ fi
 say "building release binaries"
 cargo build --release --quiet -p crafting-table --benches --examples
 
-echo "## Engine"
-cargo bench --quiet --bench engine 2>/dev/null
+groups=${BENCH_GROUPS:-engine,parsers,api}
+wants() { [[ ",$groups," == *",$1,"* ]]; }
 
-echo
-echo "## Parsers"
-cargo run --release --quiet -p crafting-parsers --example parse_bench
-
-echo
+if wants engine; then
+    echo "## Engine"
+    cargo bench --quiet --bench engine 2>/dev/null
+    echo
+fi
+if wants parsers; then
+    echo "## Parsers"
+    cargo run --release --quiet -p crafting-parsers --example parse_bench
+    echo
+fi
+wants api || exit 0
 echo "## HTTP API"
 if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
     say "installing wrk"
