@@ -82,13 +82,14 @@ impl ServeArgs {
         config.log_max_bytes = self.log_max_bytes;
         config.kill_grace = Duration::from_secs(self.kill_grace_secs);
         // Recipe isolation and per-job limits have no flags: they come from
-        // CRAFTING_ISOLATION, CRAFTING_BUILD_USER, CRAFTING_BWRAP,
+        // CRAFTING_ISOLATION, CRAFTING_BUILD_USER, CRAFTING_BWRAP, CRAFTING_PROJECT_GID_BASE,
         // CRAFTING_MAX_PROCESSES, CRAFTING_JOB_DISK_MAX_BYTES and
         // CRAFTING_RECIPE_NETWORK.
         let env = Config::from_vars(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
         config.isolation = env.isolation;
         config.build_user = env.build_user;
         config.bwrap_path = env.bwrap_path;
+        config.project_gid_base = env.project_gid_base;
         config.max_processes = env.max_processes;
         config.job_disk_max_bytes = env.job_disk_max_bytes;
         config.recipe_network = env.recipe_network;

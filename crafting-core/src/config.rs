@@ -48,6 +48,13 @@ pub struct Config {
     /// Where bubblewrap is (`CRAFTING_BWRAP`): the binary, or a folder holding
     /// `bwrap`. Looked up on `PATH` when unset.
     pub bwrap_path: Option<PathBuf>,
+    /// First of the group ids `user` isolation gives projects
+    /// (`CRAFTING_PROJECT_GID_BASE`, 200000): the recipes of the project whose
+    /// ledger id is `n` run with group id `base + n`, and only that group may
+    /// enter the project's workspace and cache folders. The range
+    /// `base + 1 ..= base + 1000000` must be free on the host. See
+    /// [`crate::isolation::project_gid`].
+    pub project_gid_base: u32,
     /// Most processes (tasks) one job may have at once (`CRAFTING_MAX_PROCESSES`, 4096),
     /// enforced by a pids cgroup per job where one can be created, and by
     /// `RLIMIT_NPROC` when recipes run as a non-root build user.
@@ -83,6 +90,7 @@ impl Config {
             isolation: IsolationSetting::Auto,
             build_user: None,
             bwrap_path: None,
+            project_gid_base: crate::isolation::DEFAULT_PROJECT_GID_BASE,
             max_processes: 4096,
             job_disk_max_bytes: 20 * 1024 * 1024 * 1024,
             disk_check_interval: Duration::from_secs(2),
@@ -132,6 +140,17 @@ impl Config {
         }
         if let Some(v) = get("CRAFTING_BWRAP") {
             c.bwrap_path = Some(v.trim().into());
+        }
+        if let Some(v) = get("CRAFTING_PROJECT_GID_BASE") {
+            let n = number("CRAFTING_PROJECT_GID_BASE", &v)?;
+            let base = u32::try_from(n).map_err(|_| {
+                Error::invalid(
+                    "invalid_config",
+                    format!("CRAFTING_PROJECT_GID_BASE={v:?} is larger than a group id can be"),
+                )
+            })?;
+            crate::isolation::check_gid_base(base)?;
+            c.project_gid_base = base;
         }
         if let Some(v) = get("CRAFTING_MAX_PROCESSES") {
             c.max_processes = number("CRAFTING_MAX_PROCESSES", &v)?.max(1);

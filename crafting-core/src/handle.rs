@@ -139,6 +139,9 @@ impl CraftingTable {
             isolation: isolation.clone(),
         });
         sweep_orphans(&shared).await?;
+        if isolation.mode == crate::isolation::IsolationMode::User {
+            lock_down_projects(&config, &ws, &ledger, &isolation).await?;
+        }
         let process_limit = if crate::isolation::JobCgroup::available() {
             "pids cgroup per job"
         } else if isolation.user.as_ref().is_some_and(|u| u.uid != 0) {
@@ -461,6 +464,18 @@ impl CraftingTable {
             .send(RemoveProject { project: name.to_owned() })
             .await
             .map_err(|_| Error::Stopped)??;
+        if self.inner.isolation.mode == crate::isolation::IsolationMode::User {
+            // The project's group id may go to a project registered later
+            // (ledger ids can be reused): none of its caches may stay behind.
+            let dir = runner::absolute(&self.inner.config.caches_dir).join(name);
+            tokio::task::spawn_blocking(move || match fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+            })
+            .await
+            .map_err(|e| Error::Pool(e.to_string()))??;
+        }
         Ok(())
     }
 
@@ -816,6 +831,70 @@ async fn ensure_admin(config: &Config, ledger: &Ledger) -> Result<Option<PathBuf
     };
     ledger.insert_token(token, hash_bearer(&bearer)).await?;
     Ok(Some(path))
+}
+
+/// In user isolation, at start-up: hands every project's workspace and cache
+/// folders to the project's own group (an older version left them open to
+/// any recipe that could name them), and closes (0700) folders that belong
+/// to no registered project.
+async fn lock_down_projects(
+    config: &Config,
+    ws: &Arc<Workspace>,
+    ledger: &Ledger,
+    iso: &crate::isolation::Isolation,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(uid) = iso.user.as_ref().map(|u| u.uid) else { return Ok(()) };
+    let mut groups = std::collections::HashMap::new();
+    for row in ledger.list_projects(None).await? {
+        match crate::isolation::project_gid(config.project_gid_base, row.id) {
+            Ok(g) => {
+                groups.insert(row.project.name, g);
+            }
+            Err(e) => tracing::warn!(project = %row.project.name, error = %e, "no project group"),
+        }
+    }
+    let ws = ws.clone();
+    let caches = runner::absolute(&config.caches_dir);
+    tokio::task::spawn_blocking(move || {
+        let _ = fs::set_permissions(&caches, fs::Permissions::from_mode(0o711));
+        let folders = |root: &std::path::Path| -> Vec<(String, PathBuf)> {
+            fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        };
+        let close = |dir: &std::path::Path| {
+            if let Err(e) = fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+                tracing::warn!(folder = %dir.display(), error = %e, "could not close folder");
+            }
+        };
+        for (name, path) in folders(ws.root()) {
+            match groups.get(&name) {
+                Some(g) => {
+                    if let Err(e) = ws.protect_project(&name, Some(*g)) {
+                        tracing::warn!(project = %name, error = %e, "could not protect project");
+                    }
+                }
+                None => close(&path),
+            }
+        }
+        for (name, path) in folders(&caches) {
+            match groups.get(&name) {
+                Some(g) => {
+                    if let Err(e) = crate::isolation::lock_project_caches(&path, uid, *g) {
+                        tracing::warn!(project = %name, error = %e, "could not protect caches");
+                    }
+                }
+                None => close(&path),
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Pool(e.to_string()))
 }
 
 /// Marks jobs left `running` by a previous process as failed, kills what is

@@ -14,11 +14,15 @@
 //!   working; they are mounted back read-only into the per-job home) unless
 //!   a build user is configured, in which case bubblewrap itself is started
 //!   as that user.
-//! - **`user`**: every recipe runs as the build user (no supplementary
-//!   groups), with a per-job home and `TMPDIR`; the worktree and the
-//!   project's caches belong to that user, the bare clone stays the
-//!   service's and read-only to it. With one build user for every project,
-//!   a recipe can still read what that user can read of other projects.
+//! - **`user`**: every recipe runs as the build user with its project's own
+//!   group id ([`project_gid`]: `CRAFTING_PROJECT_GID_BASE` + the project's
+//!   ledger id) and no supplementary groups, with a per-job home and
+//!   `TMPDIR`. The project's workspace folder (`root:<project gid>`, 0750)
+//!   and cache folder (`root:<project gid>`, 0770) let in only that group,
+//!   so a recipe of another project cannot even walk into them; inside, the
+//!   worktree, the job folder and the caches belong to the build user, and
+//!   the bare clone stays the service's, readable through the group and
+//!   never writable by the recipe.
 //! - **`none`**: recipes run as the service's own user; a warning says so.
 //!
 //! Whatever the mode, a job gets a pids cgroup of its own where one can be
@@ -38,6 +42,102 @@ use crate::error::{Error, Result};
 
 /// The build user `user` mode runs recipes as when `CRAFTING_BUILD_USER` is unset.
 pub const DEFAULT_BUILD_USER: &str = "crafting-build";
+
+/// The default of `CRAFTING_PROJECT_GID_BASE`.
+pub const DEFAULT_PROJECT_GID_BASE: u32 = 200_000;
+
+/// How many project ids the per-project group range covers: the project with
+/// ledger id `n` (1 <= n <= this) gets group id `base + n`.
+pub const PROJECT_GID_SPAN: u32 = 1_000_000;
+
+/// Refuses a `CRAFTING_PROJECT_GID_BASE` that cannot work: 0 (projects
+/// would get the host's own low group ids, `daemon`, `bin`, ...), or one whose range
+/// `base + 1 ..= base + PROJECT_GID_SPAN` would not fit below `u32::MAX`
+/// (which is `(gid_t) -1`, "no change", to the kernel).
+pub fn check_gid_base(base: u32) -> Result<()> {
+    let bad = |why: String| Error::invalid("invalid_config", why);
+    if base == 0 {
+        return Err(bad("CRAFTING_PROJECT_GID_BASE=0 is not allowed: each project's recipes \
+             run with group id base + project id, so the base must leave a range of free group \
+             ids (the default is 200000)"
+            .to_owned()));
+    }
+    match base.checked_add(PROJECT_GID_SPAN) {
+        Some(top) if top < u32::MAX => Ok(()),
+        _ => Err(bad(format!(
+            "CRAFTING_PROJECT_GID_BASE={base} is too large: the per-project group ids \
+             {base}+1 ..= {base}+{PROJECT_GID_SPAN} must stay below {} (the default is 200000)",
+            u32::MAX
+        ))),
+    }
+}
+
+/// The group id the recipes of the project with ledger id `project_id` run
+/// with in `user` isolation: `base + project_id`.
+pub fn project_gid(base: u32, project_id: i64) -> Result<u32> {
+    check_gid_base(base)?;
+    match u32::try_from(project_id) {
+        Ok(id) if (1..=PROJECT_GID_SPAN).contains(&id) => Ok(base + id),
+        _ => Err(Error::invalid(
+            "project_gid_range",
+            format!(
+                "project id {project_id} is outside the per-project group range \
+                 (1 to {PROJECT_GID_SPAN}); user isolation cannot give it a group of its own"
+            ),
+        )),
+    }
+}
+
+/// Group ids of `/etc/group` inside the per-project range of `base`: their
+/// members would share a project's files.
+fn groups_in_project_range(base: u32) -> Vec<String> {
+    let text = fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid: u32 = f.nth(1)?.trim().parse().ok()?;
+            (gid > base && gid - base <= PROJECT_GID_SPAN).then(|| format!("{name} ({gid})"))
+        })
+        .collect()
+}
+
+/// The service's own user id (the owner of the folders it protects).
+pub fn service_uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Makes the folder `dir` the service's and the group `gid`'s, with `mode`:
+/// only that group (and the service) may enter it. A symlink is refused.
+pub fn give_to_group(dir: &Path, gid: u32, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other(format!("{} is not a folder", dir.display())));
+    }
+    std::os::unix::fs::lchown(dir, Some(service_uid()), Some(gid))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+/// A project's cache folder in `user` isolation: the folder itself the
+/// service's and the project group's (0770, so only that group enters and
+/// writes it, and no recipe can change its mode), what is inside the build
+/// user's and the project group's. The contents are re-owned only when the
+/// folder is not yet the project group's (first use, or an older layout).
+pub fn lock_project_caches(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other(format!("{} is not a folder", dir.display())));
+    }
+    if meta.uid() != service_uid() || meta.gid() != gid {
+        for e in fs::read_dir(dir)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    give_to_group(dir, gid, 0o770)
+}
 
 /// What the configuration asks for (`CRAFTING_ISOLATION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -327,6 +427,16 @@ pub fn detect(cfg: &Config) -> Result<Isolation> {
             return Err("user isolation needs the service to run as root, to switch to the \
                         build user"
                 .to_owned());
+        }
+        check_gid_base(cfg.project_gid_base).map_err(|e| e.to_string())?;
+        let taken = groups_in_project_range(cfg.project_gid_base);
+        if !taken.is_empty() {
+            tracing::warn!(
+                groups = %taken.join(", "),
+                "groups of the host lie in the per-project range of CRAFTING_PROJECT_GID_BASE={}: \
+                 their members share those projects' files; choose another base",
+                cfg.project_gid_base
+            );
         }
         let name = cfg.build_user.clone().unwrap_or_else(|| DEFAULT_BUILD_USER.to_owned());
         match explicit_user.clone().or_else(|| lookup_user(&name)) {

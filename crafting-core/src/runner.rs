@@ -326,6 +326,11 @@ async fn run_job_inner(
         .get_project(job.project.clone())
         .await?
         .ok_or(Error::NotFound { what: "project" })?;
+    // In user isolation, each project's recipes run with a group of its own.
+    let group = match shared.isolation.mode {
+        IsolationMode::User => Some(isolation::project_gid(cfg.project_gid_base, project.id)?),
+        IsolationMode::Bwrap | IsolationMode::None => None,
+    };
     let log = log_file(cfg, &row.log_path);
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -349,6 +354,7 @@ async fn run_job_inner(
         default_branch: project.project.default_branch.clone(),
         git_ref: job.git_ref.clone(),
         job_id: id.to_owned(),
+        group,
     });
     let wt = tokio::select! {
         r = materialize => r.map_err(|_| Error::Stopped)?,
@@ -402,7 +408,7 @@ async fn run_job_inner(
             ),
         );
     }
-    let confined = match confine(shared, job, &wt.path, network) {
+    let confined = match confine(shared, job, &wt.path, network, group) {
         Ok(c) => c,
         Err(e) => {
             let msg = format!("could not prepare the recipe's sandbox: {e}");
@@ -569,7 +575,15 @@ struct Confined {
 
 /// Prepares the job folder (`home/`, `tmp/`), the project's cache folder,
 /// ownership for a build user, the pids cgroup and the sandbox mounts.
-fn confine(shared: &Shared, job: &Job, worktree: &Path, network: bool) -> Result<Confined> {
+/// `group` is the project's own group id (user isolation): the recipe runs
+/// with it, and only it may enter the project's workspace and cache folders.
+fn confine(
+    shared: &Shared,
+    job: &Job,
+    worktree: &Path,
+    network: bool,
+    group: Option<u32>,
+) -> Result<Confined> {
     use std::os::unix::fs::PermissionsExt;
     let cfg = &shared.config;
     let iso = &shared.isolation;
@@ -591,19 +605,31 @@ fn confine(shared: &Shared, job: &Job, worktree: &Path, network: bool) -> Result
         Some(slot) => slot.1 = v,
         None => env.push((k.to_owned(), v)),
     };
-    let user = iso.user.as_ref().map(|u| (u.uid, u.gid));
+    let user = iso.user.as_ref().map(|u| (u.uid, group.unwrap_or(u.gid)));
     if let Some((uid, gid)) = user {
         // The build user owns what the recipe writes, and nothing else: the
         // bare clone, the data folder and the other projects stay the service's.
         let _ = fs::set_permissions(&caches, fs::Permissions::from_mode(0o711));
         isolation::chown_tree(worktree, uid, gid).map_err(|e| io(worktree, e))?;
         isolation::chown_tree(&job_dir, uid, gid).map_err(|e| io(&job_dir, e))?;
-        let owned = {
-            use std::os::unix::fs::MetadataExt;
-            fs::metadata(&project_caches).map(|m| m.uid() == uid).unwrap_or(false)
-        };
-        if !owned {
-            isolation::chown_tree(&project_caches, uid, gid).map_err(|e| io(&project_caches, e))?;
+        match group {
+            // The project's folders let in its own group only; they stay the
+            // service's, so no recipe can open them up.
+            Some(g) => {
+                shared.ws.protect_project(&job.project, Some(g))?;
+                isolation::lock_project_caches(&project_caches, uid, g)
+                    .map_err(|e| io(&project_caches, e))?;
+            }
+            None => {
+                let owned = {
+                    use std::os::unix::fs::MetadataExt;
+                    fs::metadata(&project_caches).map(|m| m.uid() == uid).unwrap_or(false)
+                };
+                if !owned {
+                    isolation::chown_tree(&project_caches, uid, gid)
+                        .map_err(|e| io(&project_caches, e))?;
+                }
+            }
         }
         // git refuses a repository whose administrative folder (in the
         // service-owned bare clone) belongs to another user; trust this
@@ -822,6 +848,6 @@ pub fn recipe_env(cfg: &Config, job: &Job) -> Vec<(String, String)> {
     env
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -121,8 +121,23 @@ impl Workspace {
         out
     }
 
+    /// Sets who may enter the project's folder: with `group` (user
+    /// isolation), the service and that group only (`root:<group>`, 0750);
+    /// without, anyone may pass through but not list it (0711).
+    pub fn protect_project(&self, project: &str, group: Option<u32>) -> Result<()> {
+        let dir = self.project_dir(project);
+        match group {
+            Some(g) => crate::isolation::give_to_group(&dir, g, 0o750)
+                .map_err(|e| Error::io(format!("handing {} to group {g}", dir.display()), e)),
+            None => {
+                restrict_listing(&dir);
+                Ok(())
+            }
+        }
+    }
+
     /// Opens the project's bare clone, creating it when needed.
-    fn clone_for(&self, project: &str) -> Result<Repository> {
+    fn clone_for(&self, project: &str, group: Option<u32>) -> Result<Repository> {
         let path = self.clone_path(project);
         let repo = match Repository::open_bare(&path) {
             Ok(r) => r,
@@ -132,7 +147,7 @@ impl Workspace {
                 Repository::init_bare(&path).map_err(|e| Error::git("init", e))?
             }
         };
-        restrict_listing(&self.project_dir(project));
+        self.protect_project(project, group)?;
         touch(&path.join(LAST_USED));
         Ok(repo)
     }
@@ -147,7 +162,21 @@ impl Workspace {
         git_ref: Option<&str>,
         job_id: &str,
     ) -> Result<Materialized> {
-        let repo = self.clone_for(project)?;
+        self.materialize_in_group(project, url, default_branch, git_ref, job_id, None)
+    }
+
+    /// Like [`Workspace::materialize`], with the project's folder handed to
+    /// `group` first when given (see [`Workspace::protect_project`]).
+    pub fn materialize_in_group(
+        &self,
+        project: &str,
+        url: &str,
+        default_branch: Option<&str>,
+        git_ref: Option<&str>,
+        job_id: &str,
+        group: Option<u32>,
+    ) -> Result<Materialized> {
+        let repo = self.clone_for(project, group)?;
         let detected = fetch(&repo, url)?;
         let oid = resolve(&repo, git_ref, default_branch.or(detected.as_deref()))?;
         let path = self.worktree_path(project, job_id);
@@ -441,6 +470,9 @@ pub struct Materialize {
     pub git_ref: Option<String>,
     /// The job id, which names the worktree.
     pub job_id: String,
+    /// The project's own group id in `user` isolation: the project's folder
+    /// is handed to it (`root:<group>`, 0750) before anything is checked out.
+    pub group: Option<u32>,
 }
 
 /// Sent by the runner when a job ends: remove its worktree.
@@ -507,12 +539,13 @@ impl Handler<Materialize> for WorkspaceManager {
     fn handle(&mut self, m: Materialize, _: &mut Context<Self>) -> Self::Result {
         let p = m.project.clone();
         blocking(&self.ws, Some(p), move |ws| {
-            ws.materialize(
+            ws.materialize_in_group(
                 &m.project,
                 &m.url,
                 m.default_branch.as_deref(),
                 m.git_ref.as_deref(),
                 &m.job_id,
+                m.group,
             )
         })
     }

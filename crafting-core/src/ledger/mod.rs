@@ -74,6 +74,9 @@ impl Drop for PoolOwner {
 /// A project row with the fields only the engine sees.
 #[derive(Debug, Clone)]
 pub struct ProjectRow {
+    /// The row id: stable for the project's lifetime (`user` isolation
+    /// derives the project's group id from it).
+    pub id: i64,
     /// The record as shown to clients (URL redacted).
     pub project: Project,
     /// The URL with credentials, for fetching.
@@ -968,13 +971,14 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<Token> {
 }
 
 const PROJECT_COLUMNS: &str = "name, owner, git_url, default_branch, languages, subprojects, \
-                               notify, created_at, updated_at";
+                               notify, created_at, updated_at, id";
 
 fn project_from_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
     let git_url: String = r.get(2)?;
     let subprojects: Vec<Subproject> = parse_json(5, r.get(5)?)?;
     let notify: Notify = parse_json(6, r.get(6)?)?;
     Ok(ProjectRow {
+        id: r.get(9)?,
         project: Project {
             name: r.get(0)?,
             owner: r.get(1)?,

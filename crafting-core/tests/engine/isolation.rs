@@ -183,21 +183,12 @@ async fn secrets_and_other_projects_are_out_of_reach(mode: IsolationSetting, as_
     let clone = t.config().workspace_dir.join("probe/.cache");
     assert!(!clone.join("hooks/post-checkout").exists());
     assert!(!std::fs::read_to_string(clone.join("config")).unwrap().contains("hooksPath"));
-    // Other projects: bubblewrap hides them; a single build user can still
-    // read what it can name (documented in the README).
+    // Other projects: bubblewrap hides them; in user mode each project's
+    // folders let in only its own group.
     for probe in ["victim-clone", "victim-clone-list", "victim-worktree"] {
-        if expected == IsolationMode::Bwrap {
-            assert!(text.contains(&format!("denied {probe}\n")), "{probe} was not denied: {text}");
-        } else {
-            eprintln!(
-                "user mode, known gap: {probe} {}",
-                if text.contains(&format!("ALLOWED {probe}\n")) { "readable" } else { "denied" }
-            );
-        }
+        assert!(text.contains(&format!("denied {probe}\n")), "{probe} was not denied: {text}");
     }
-    if expected == IsolationMode::Bwrap {
-        assert!(!text.contains("victim-secret-source"), "{text}");
-    }
+    assert!(!text.contains("victim-secret-source"), "{text}");
 
     // Only allow-listed variables.
     let env_start = text.find("\n== env\n").unwrap() + 8;
@@ -223,6 +214,19 @@ async fn secrets_and_other_projects_are_out_of_reach(mode: IsolationSetting, as_
         let u = isolation::lookup_user(BUILD_USER).unwrap();
         assert!(id_line.contains(&format!("uid={}(", u.uid)), "{id_line}");
         assert!(!id_line.contains("groups=0") && !id_line.contains(",0("), "{id_line}");
+        if expected == IsolationMode::User {
+            // The project's own group, not the build user's.
+            let gid: u32 = id_line
+                .split(" gid=")
+                .nth(1)
+                .unwrap()
+                .split(['(', ' '])
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(gid > isolation::DEFAULT_PROJECT_GID_BASE && gid != u.gid, "{id_line}");
+        }
     }
     // git works in the worktree against the read-only bare clone.
     let sha = job.sha.clone().unwrap();
@@ -269,6 +273,207 @@ async fn user_mode_keeps_secrets_out_of_reach() {
         return;
     }
     secrets_and_other_projects_are_out_of_reach(IsolationSetting::User, true).await;
+}
+
+/// Whether a probe line of [`hostile_script`]'s shape says `denied`.
+fn denied(text: &str, probe: &str) -> bool {
+    text.contains(&format!("denied {probe}\n"))
+}
+
+#[actix_rt::test]
+async fn user_mode_gives_each_project_a_group_of_its_own() {
+    use std::os::unix::fs::MetadataExt;
+    if !build_user_ready() {
+        return;
+    }
+    let fx = Fixture::new();
+    // The build user must be able to walk down to the workspace.
+    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let bee_repo = fx.repo("bee", &[("f", "bee-secret-source")]);
+    let ant_repo = fx.repo("ant", &[("f", "ant-source")]);
+    let mut cfg = fx.config();
+    cfg.isolation = IsolationSetting::User;
+    cfg.build_user = Some(BUILD_USER.into());
+    let t = CraftingTable::start(cfg.clone()).await.expect("engine starts");
+    assert_eq!(t.isolation(), IsolationMode::User);
+    let build = isolation::lookup_user(BUILD_USER).unwrap();
+    let ws = t.config().workspace_dir.canonicalize().unwrap();
+    let caches = t.config().caches_dir.clone();
+
+    // Project bee fills its caches, then keeps running.
+    let fill = "mkdir -p \"$CARGO_TARGET_DIR\" && echo bee-cache-secret > \"$CARGO_TARGET_DIR/secret\" \
+                && echo bee-started && sleep 60";
+    t.create_project(&admin(), spec("bee", &bee_repo, ".", &[("long", fill)])).await.unwrap();
+    let bee = t.enqueue(&admin(), "bee", req("long")).await.unwrap();
+    for _ in 0..600 {
+        if log(&t, &bee.id).await.contains("bee-started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(log(&t, &bee.id).await.contains("bee-started"), "{}", log(&t, &bee.id).await);
+    let bee_wt = ws.join("bee").join(&bee.id);
+    assert!(bee_wt.join("f").exists());
+
+    // Project ant knows every path of bee's.
+    let own = ws.join("ant/.cache");
+    let script = format!(
+        r#"try() {{ name=$1; shift; if out=$("$@" 2>&1); then echo "ALLOWED $name"; printf '%s\n' "$out" | head -c 2000; else echo "denied $name"; fi; }}
+echo "== id $(id)"
+try bee-dir ls {ws}/bee
+try bee-clone-list ls {ws}/bee/.cache
+try bee-clone-read cat {ws}/bee/.cache/HEAD
+try bee-worktree cat {bee_wt}/f
+try bee-job-home ls {ws}/bee/.jobs/{bee_id}/home
+try bee-caches-list ls {caches}/bee
+try bee-caches-read cat {caches}/bee/cargo-target/secret
+try bee-caches-chmod chmod 0777 {caches}/bee
+try bee-dir-chmod chmod 0777 {ws}/bee
+try bee-proc-cwd sh -c 'cat /proc/[0-9]*/cwd/f 2>/dev/null | grep bee-secret'
+try own-hook sh -c 'echo "touch /tmp/pwned" > {own}/hooks/post-checkout'
+try own-config sh -c 'printf "[core]\n\thooksPath = /tmp\n" >> {own}/config'
+try own-clone-chmod chmod 0777 {own}
+try own-cache sh -c 'mkdir -p "$CARGO_TARGET_DIR" && echo cached-by-ant > "$CARGO_TARGET_DIR/mine" && cat "$CARGO_TARGET_DIR/mine"'
+echo "== head $(git rev-parse HEAD)"
+"#,
+        ws = ws.display(),
+        bee_wt = bee_wt.display(),
+        bee_id = bee.id,
+        caches = caches.display(),
+        own = own.display(),
+    );
+    let again = "git rev-parse HEAD && cat \"$CARGO_TARGET_DIR/mine\"";
+    t.create_project(
+        &admin(),
+        spec("ant", &ant_repo, ".", &[("probe", &script), ("again", again)]),
+    )
+    .await
+    .unwrap();
+    let job = run(&t, "ant", req("probe")).await;
+    let text = log(&t, &job.id).await;
+    eprintln!("{text}");
+    assert_eq!(job.status, JobStatus::Succeeded, "{text}");
+    for probe in [
+        "bee-dir",
+        "bee-clone-list",
+        "bee-clone-read",
+        "bee-worktree",
+        "bee-job-home",
+        "bee-caches-list",
+        "bee-caches-read",
+        "bee-caches-chmod",
+        "bee-dir-chmod",
+        "bee-proc-cwd",
+        "own-hook",
+        "own-config",
+        "own-clone-chmod",
+    ] {
+        assert!(denied(&text, probe), "{probe} was not denied: {text}");
+    }
+    assert!(!text.contains("bee-secret-source") && !text.contains("bee-cache-secret"), "{text}");
+    assert!(text.contains("ALLOWED own-cache\ncached-by-ant\n"), "{text}");
+    let sha = job.sha.clone().unwrap();
+    assert!(text.contains(&format!("== head {sha}")), "git rev-parse HEAD failed: {text}");
+    assert!(!own.join("hooks/post-checkout").exists());
+    assert!(!std::fs::read_to_string(own.join("config")).unwrap().contains("hooksPath"));
+
+    // The folders: the service's, each project's own group, nothing for others.
+    let meta = |p: &std::path::Path| std::fs::metadata(p).unwrap();
+    let (ant_gid, bee_gid) = (meta(&ws.join("ant")).gid(), meta(&ws.join("bee")).gid());
+    assert_ne!(ant_gid, bee_gid);
+    assert!(
+        ant_gid > isolation::DEFAULT_PROJECT_GID_BASE
+            && bee_gid > isolation::DEFAULT_PROJECT_GID_BASE
+    );
+    let id_line = text.lines().find(|l| l.starts_with("== id ")).unwrap();
+    assert!(id_line.contains(&format!("uid={}(", build.uid)), "{id_line}");
+    assert!(id_line.contains(&format!(" gid={ant_gid}")), "{id_line}");
+    for (dir, gid, mode) in [
+        (ws.join("ant"), ant_gid, 0o750),
+        (ws.join("bee"), bee_gid, 0o750),
+        (caches.join("ant"), ant_gid, 0o770),
+        (caches.join("bee"), bee_gid, 0o770),
+    ] {
+        let m = meta(&dir);
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, gid, mode), "{}", dir.display());
+    }
+    assert_eq!(meta(&own).uid(), 0, "the bare clone stays the service's");
+    let mine = caches.join("ant/cargo-target/mine");
+    assert_eq!((meta(&mine).uid(), meta(&mine).gid()), (build.uid, ant_gid));
+    assert!(!ws.join("ant").join(&job.id).exists(), "the worktree is removed at job end");
+    assert!(!ws.join("ant/.jobs").join(&job.id).exists(), "the job folder is removed at job end");
+
+    // Cancelling bee cleans up its worktree and job folder.
+    t.cancel_job(&admin(), &bee.id).await.unwrap();
+    assert!(!bee_wt.exists() && !ws.join("bee/.jobs").join(&bee.id).exists());
+
+    // The service still prunes old worktrees and gcs clones.
+    let direct =
+        crafting_core::workspace::Workspace::new(t.config().workspace_dir.clone()).unwrap();
+    let url = ant_repo.display().to_string();
+    let stale =
+        direct.materialize_in_group("ant", &url, None, None, "stale", Some(ant_gid)).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let report = direct.gc(Duration::from_millis(1), Duration::ZERO, &[]).unwrap();
+    assert_eq!(report.worktrees_pruned, 1, "{report:?}");
+    assert_eq!(report.clones_collected, 2, "{report:?}");
+    assert!(!stale.path.exists());
+    assert_eq!(meta(&ws.join("ant")).mode() & 0o7777, 0o750);
+
+    // A later job still reads its clone and its caches.
+    let again = run(&t, "ant", req("again")).await;
+    let text = log(&t, &again.id).await;
+    assert_eq!(again.status, JobStatus::Succeeded, "{text}");
+    assert!(text.contains("cached-by-ant"), "{text}");
+
+    // Deleting a project removes its folders, caches included.
+    t.delete_project(&admin(), "bee").await.unwrap();
+    assert!(!ws.join("bee").exists() && !caches.join("bee").exists());
+    assert_eq!(t.integrity_check().await.unwrap(), "ok");
+
+    // At start-up, folders an older version left open are closed again, and
+    // folders of no registered project are closed.
+    let mode = |m: u32| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(ws.join("ant"), mode(0o711)).unwrap();
+    std::os::unix::fs::chown(caches.join("ant"), Some(build.uid), Some(build.gid)).unwrap();
+    std::fs::set_permissions(caches.join("ant"), mode(0o755)).unwrap();
+    std::fs::create_dir_all(caches.join("ghost/x")).unwrap();
+    std::fs::set_permissions(caches.join("ghost"), mode(0o755)).unwrap();
+    let t2 = CraftingTable::start(cfg).await.expect("engine restarts");
+    for (dir, gid, mode) in [(ws.join("ant"), ant_gid, 0o750), (caches.join("ant"), ant_gid, 0o770)]
+    {
+        let m = meta(&dir);
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, gid, mode), "{}", dir.display());
+    }
+    assert_eq!((meta(&mine).uid(), meta(&mine).gid()), (build.uid, ant_gid));
+    assert_eq!(meta(&caches.join("ghost")).mode() & 0o7777, 0o700);
+    let after = run(&t2, "ant", req("again")).await;
+    assert_eq!(after.status, JobStatus::Succeeded, "{}", log(&t2, &after.id).await);
+}
+
+#[test]
+fn a_project_gid_base_that_cannot_work_is_refused() {
+    let with =
+        |v: &'static str| move |k: &str| (k == "CRAFTING_PROJECT_GID_BASE").then(|| v.to_owned());
+    for v in ["0", "4294000000", "4294967296", "-5", "many"] {
+        let e = crafting_core::Config::from_vars(with(v)).expect_err(v);
+        assert_eq!(e.code(), "invalid_config", "{v}: {e}");
+        assert!(e.to_string().contains("CRAFTING_PROJECT_GID_BASE"), "{e}");
+    }
+    assert_eq!(crafting_core::Config::from_vars(with("300000")).unwrap().project_gid_base, 300000);
+    assert_eq!(crafting_core::Config::from_vars(|_| None).unwrap().project_gid_base, 200000);
+    assert_eq!(isolation::project_gid(200000, 7).unwrap(), 200007);
+    assert!(isolation::project_gid(200000, 0).is_err());
+    assert!(isolation::project_gid(200000, 1_000_001).is_err());
+    assert!(isolation::project_gid(0, 1).is_err());
+    // A base set in code is refused at start-up in user mode.
+    if build_user_ready() {
+        let mut cfg = crafting_core::Config::new("/nonexistent");
+        cfg.isolation = IsolationSetting::User;
+        cfg.project_gid_base = 0;
+        let e = isolation::detect(&cfg).unwrap_err();
+        assert!(e.to_string().contains("CRAFTING_PROJECT_GID_BASE=0"), "{e}");
+    }
 }
 
 #[actix_rt::test]
