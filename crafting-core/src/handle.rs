@@ -622,16 +622,8 @@ impl CraftingTable {
         if still_queued || !known {
             // Taken off the queue (or never reached it): record it here.
             let log = runner::log_file(&self.inner.config, &row.log_path);
-            if let Some(dir) = log.parent() {
-                let _ = fs::create_dir_all(dir);
-            }
-            let outcome = JobOutcome {
-                status: JobStatus::Cancelled,
-                exit_code: None,
-                reason: Some("cancelled before it started".to_owned()),
-                log_bytes: fs::metadata(&log).map(|m| m.len()).unwrap_or(0),
-                findings: Vec::new(),
-            };
+            let why = Some("cancelled before it started".to_owned());
+            let outcome = JobOutcome::unparsed(JobStatus::Cancelled, None, why, &log);
             if self.inner.ledger.finish_job(id.to_owned(), outcome).await?
                 && let Ok(Some(r)) = self.inner.ledger.get_job(id.to_owned()).await
             {
@@ -911,19 +903,9 @@ async fn sweep_orphans(shared: &Shared) -> Result<()> {
             tracing::error!(job_id = %id, left, "orphaned recipe processes survived SIGKILL");
         }
         let log = runner::log_file(&shared.config, &row.log_path);
-        if let Some(dir) = log.parent() {
-            let _ = fs::create_dir_all(dir);
-        }
-        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&log) {
-            let _ = writeln!(f, "[crafting-table] runner restart, job orphaned");
-        }
-        let outcome = JobOutcome {
-            status: JobStatus::Failed,
-            exit_code: Some(-1),
-            reason: Some("runner restart, job orphaned".to_owned()),
-            log_bytes: fs::metadata(&log).map(|m| m.len()).unwrap_or(0),
-            findings: Vec::new(),
-        };
+        let why = "runner restart, job orphaned";
+        runner::engine_line(&log, why);
+        let outcome = JobOutcome::unparsed(JobStatus::Failed, Some(-1), Some(why.to_owned()), &log);
         shared.ledger.finish_job(id.clone(), outcome).await?;
         let ws = shared.ws.clone();
         let project = row.job.project.clone();

@@ -253,9 +253,13 @@ impl Handler<Drain> for Runner {
 
 // ----- one job ----------------------------------------------------------------------------
 
-/// A line the engine itself writes into a job's log.
-fn engine_line(log: &Path, text: &str) {
+/// A line the engine itself writes into a job's log (creating the log and
+/// its folder when needed).
+pub(crate) fn engine_line(log: &Path, text: &str) {
     use std::io::{Read, Seek, SeekFrom};
+    if let Some(dir) = log.parent() {
+        let _ = fs::create_dir_all(dir);
+    }
     let Ok(mut f) = fs::OpenOptions::new().create(true).read(true).append(true).open(log) else {
         return;
     };
@@ -276,13 +280,7 @@ async fn record_crash(shared: &Shared, id: &str, reason: &str) {
     let Ok(Some(row)) = shared.ledger.get_job(id.to_owned()).await else { return };
     let log = log_file(&shared.config, &row.log_path);
     engine_line(&log, reason);
-    let outcome = JobOutcome {
-        status: JobStatus::Failed,
-        exit_code: Some(-1),
-        reason: Some(reason.to_owned()),
-        log_bytes: fs::metadata(&log).map(|m| m.len()).unwrap_or(0),
-        findings: Vec::new(),
-    };
+    let outcome = JobOutcome::unparsed(JobStatus::Failed, Some(-1), Some(reason.to_owned()), &log);
     if let Ok(true) = shared.ledger.finish_job(id.to_owned(), outcome).await {
         let _ = shared
             .workspace
@@ -726,13 +724,7 @@ async fn finish(
     reason: Option<String>,
     findings: Vec<(Finding, String)>,
 ) -> Result<()> {
-    let outcome = JobOutcome {
-        status,
-        exit_code,
-        reason,
-        log_bytes: fs::metadata(log).map(|m| m.len()).unwrap_or(0),
-        findings,
-    };
+    let outcome = JobOutcome { findings, ..JobOutcome::unparsed(status, exit_code, reason, log) };
     if shared.ledger.finish_job(row.job.id.clone(), outcome).await? {
         tracing::info!(job_id = %row.job.id, project = %row.job.project, status = status.as_str(), "job finished");
         announce(shared, &row.job.id).await;

@@ -113,6 +113,19 @@ pub struct JobOutcome {
     pub findings: Vec<(Finding, String)>,
 }
 
+impl JobOutcome {
+    /// An end state without findings, its log size read from `log`.
+    pub fn unparsed(
+        status: JobStatus,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+        log: &Path,
+    ) -> Self {
+        let log_bytes = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        JobOutcome { status, exit_code, reason, log_bytes, findings: Vec::new() }
+    }
+}
+
 impl Ledger {
     /// Opens (creating when needed) the ledger file and applies pending migrations.
     pub async fn open(path: &Path, max_connections: usize) -> Result<Ledger> {
