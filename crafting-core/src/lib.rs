@@ -74,6 +74,7 @@ pub mod isolation;
 pub mod ledger;
 pub mod model;
 pub mod parsers;
+pub mod patcher;
 pub mod process;
 pub mod runner;
 pub mod toolchains;
