@@ -2,7 +2,8 @@
 # Every check a change must pass: formatting, lints (Rust, Dockerfile, shell),
 # unit, in-process and end-to-end tests. Installs what the tests need when it
 # is missing: git, curl, jq, bubblewrap (apt), the aiosmtpd SMTP server the
-# digest tests talk to (pip), shellcheck and hadolint (scripts/lint-files.sh).
+# digest tests talk to and ruff for the patch loop tests (pip), shellcheck and
+# hadolint (scripts/lint-files.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,10 @@ fi
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
     say "installing aiosmtpd (the SMTP server of the digest tests)"
     python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+fi
+if ! python3 -c 'import ruff' >/dev/null 2>&1; then
+    say "installing ruff (the linter the patch loop tests fix findings of)"
+    python3 -m pip install --quiet --disable-pip-version-check ruff
 fi
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

@@ -68,9 +68,9 @@ fn cidr_list(text: &str) -> Result<CidrList, String> {
 
 impl ServeArgs {
     fn engine_config(&self) -> Result<Config, String> {
-        let mut config = Config::new(".");
-        config.digest = crafting_core::DigestConfig::from_vars(|k| std::env::var(k).ok())
-            .map_err(|e| e.to_string())?;
+        // Everything without a flag (isolation, per-job limits, digest, patch
+        // loop) comes from the environment; the flags win where they exist.
+        let mut config = Config::from_vars(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
         config.data_dir = self.data_dir.clone();
         config.workspace_dir = self.workspace_dir.clone();
         config.caches_dir = self.caches_dir.clone();
@@ -81,18 +81,6 @@ impl ServeArgs {
         config.default_timeout = Duration::from_secs(self.default_timeout_secs);
         config.log_max_bytes = self.log_max_bytes;
         config.kill_grace = Duration::from_secs(self.kill_grace_secs);
-        // Recipe isolation and per-job limits have no flags: they come from
-        // CRAFTING_ISOLATION, CRAFTING_BUILD_USER, CRAFTING_BWRAP, CRAFTING_PROJECT_GID_BASE,
-        // CRAFTING_MAX_PROCESSES, CRAFTING_JOB_DISK_MAX_BYTES and
-        // CRAFTING_RECIPE_NETWORK.
-        let env = Config::from_vars(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
-        config.isolation = env.isolation;
-        config.build_user = env.build_user;
-        config.bwrap_path = env.bwrap_path;
-        config.project_gid_base = env.project_gid_base;
-        config.max_processes = env.max_processes;
-        config.job_disk_max_bytes = env.job_disk_max_bytes;
-        config.recipe_network = env.recipe_network;
         Ok(config)
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::digest::DigestConfig;
 use crate::error::{Error, Result};
 use crate::isolation::IsolationSetting;
+use crate::patcher::PatcherConfig;
 
 /// Everything the engine needs to start. Build it with [`Config::new`] or
 /// [`Config::from_env`] and adjust fields as needed.
@@ -68,6 +69,10 @@ pub struct Config {
     /// otherwise (`CRAFTING_RECIPE_NETWORK`, `on` or `off`; `on` by default).
     /// Only `bwrap` mode can take the network away.
     pub recipe_network: bool,
+    /// The patch loop: agent, forge, branch prefix and limits
+    /// (`CRAFTING_AGENT_*`, `CRAFTING_GITEA_*`, `CRAFTING_GITHUB_*`,
+    /// `CRAFTING_PATCHER_*`); see [`crate::patcher`].
+    pub patcher: PatcherConfig,
 }
 
 impl Config {
@@ -95,6 +100,7 @@ impl Config {
             job_disk_max_bytes: 20 * 1024 * 1024 * 1024,
             disk_check_interval: Duration::from_secs(2),
             recipe_network: true,
+            patcher: PatcherConfig::default(),
         }
     }
 
@@ -170,6 +176,7 @@ impl Config {
                 }
             };
         }
+        c.patcher = PatcherConfig::from_vars(get)?;
         c.digest = DigestConfig::from_vars(get)?;
         Ok(c)
     }

@@ -82,6 +82,11 @@ impl Error {
         Error::Conflict { code, message: message.into() }
     }
 
+    /// An unconfigured-feature error with a code and a sentence naming what to set.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Unavailable { code, message: message.into() }
+    }
+
     /// A file system error with what was being done.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io { context: context.into(), source }

@@ -21,10 +21,11 @@ use crate::digest::{DayDigest, DigestScheduler, DigestService, Render, RunNow, R
 use crate::error::{Error, Result};
 use crate::ledger::{JobOutcome, Ledger, now};
 use crate::model::{
-    Caller, FindingRecord, Job, JobFilter, JobRequest, JobStatus, NOTIFY_EVENTS, NewToken, Project,
-    ProjectSpec, RecipeSnapshot, RunnerStats, Token,
+    Caller, FindingRecord, Job, JobFilter, JobRequest, JobStatus, NOTIFY_EVENTS, NewToken,
+    PatchAttempt, PatchFilter, Project, ProjectSpec, RecipeSnapshot, RunnerStats, Token,
 };
 use crate::parsers::ParserRegistry;
+use crate::patcher::{Patcher, Submit};
 use crate::process;
 use crate::runner::{self, Cancel, Drain, Enqueue, JobFinished, Runner, Shared, Stats};
 use crate::validate;
@@ -56,6 +57,7 @@ struct Inner {
     isolation: crate::isolation::Isolation,
     digest: Addr<DigestScheduler>,
     digest_service: DigestService,
+    patcher: Addr<Patcher>,
     /// Live tokens by the sha256 of their bearer, filled on first use and
     /// emptied of a token the moment it is revoked: every request
     /// authenticates, and the ledger need not be asked each time.
@@ -166,6 +168,11 @@ impl CraftingTable {
             let shared = shared.clone();
             Supervisor::start(move |_| Runner::new(shared.clone()))
         };
+        let patcher = {
+            let (shared, runner) = (shared.clone(), runner.clone());
+            Supervisor::start(move |_| Patcher::new(shared.clone(), runner.clone()))
+        };
+        crate::patcher::sweep(&ledger, &patcher).await?;
         let digest_service = DigestService::new(ledger.clone(), &config.digest)?;
         let digest = DigestScheduler::start(digest_service.clone());
         let table = CraftingTable {
@@ -180,6 +187,7 @@ impl CraftingTable {
                 isolation,
                 digest,
                 digest_service,
+                patcher,
                 live_tokens: Default::default(),
             }),
         };
@@ -528,7 +536,7 @@ impl CraftingTable {
                 ),
             )
         })?;
-        let id = uuid::Uuid::now_v7().simple().to_string();
+        let id = Job::new_id();
         let snapshot = RecipeSnapshot {
             recipe: req.recipe.clone(),
             command: command.clone(),
@@ -539,25 +547,8 @@ impl CraftingTable {
                 .unwrap_or(self.inner.config.default_timeout.as_secs().max(1)),
             network: sub.network,
         };
-        let job = Job {
-            id: id.clone(),
-            project: project.to_owned(),
-            subproject: sub.path.clone(),
-            recipe: req.recipe,
-            git_ref: req.git_ref,
-            sha: None,
-            status: JobStatus::Queued,
-            exit_code: None,
-            reason: None,
-            recipe_snapshot: snapshot,
-            log_bytes: 0,
-            findings_count: 0,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-        };
-        let log_rel = format!("{project}/{id}.log");
-        self.inner.ledger.insert_job(job.clone(), log_rel).await?;
+        let job = Job::queued(id.clone(), project, snapshot, req.git_ref);
+        self.inner.ledger.insert_job(job.clone(), job.log_path()).await?;
         self.inner.runner.do_send(Enqueue { job_id: id });
         Ok(job)
     }
@@ -586,6 +577,103 @@ impl CraftingTable {
     pub async fn list_jobs(&self, caller: &Caller, filter: JobFilter) -> Result<Vec<Job>> {
         let owner = (!caller.is_admin).then(|| caller.token.clone());
         Ok(self.inner.ledger.list_jobs(filter, owner).await?.into_iter().map(|r| r.job).collect())
+    }
+
+    // ----- patches ------------------------------------------------------------------------
+
+    /// Whether the patch loop is on (a forge is configured).
+    pub fn patcher_enabled(&self) -> bool {
+        self.inner.config.patcher.enabled()
+    }
+
+    /// Queues a patch attempt on a finished job's finding: `finding_id`, or
+    /// the most severe actionable finding when absent. The attempt runs in
+    /// the background; follow it with [`CraftingTable::get_patch`].
+    pub async fn request_patch(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        finding_id: Option<i64>,
+    ) -> Result<PatchAttempt> {
+        let row = self.owned_job(caller, job_id).await?;
+        let settings = &self.inner.config.patcher;
+        if !settings.enabled() {
+            return Err(Error::unavailable("patcher_unconfigured", settings.off_message()));
+        }
+        if !row.job.status.is_terminal() {
+            return Err(Error::conflict(
+                "job_not_finished",
+                format!(
+                    "job {job_id} is {}; ask for a patch once it has finished",
+                    row.job.status.as_str()
+                ),
+            ));
+        }
+        let ledger = &self.inner.ledger;
+        let findings = ledger.findings(row.job.id.clone()).await?;
+        let has_agent = settings.agent.is_some();
+        let finding = match finding_id {
+            Some(fid) => {
+                let f = findings
+                    .iter()
+                    .find(|f| f.id == fid)
+                    .ok_or(Error::NotFound { what: "finding" })?;
+                crate::patcher::actionable(f)
+                    .map_err(|why| Error::invalid("finding_not_actionable", why))?;
+                if !has_agent && !crate::patcher::native::has_tool_fix(&f.finding) {
+                    return Err(Error::invalid(
+                        "no_fix_source",
+                        "this finding carries no fix of its tool and no agent is configured; \
+                         set CRAFTING_AGENT_KIND (openai, anthropic or command) to draft fixes \
+                         with an agent",
+                    ));
+                }
+                f
+            }
+            None => {
+                let blocked =
+                    ledger.blocked_identities(row.job.clone(), settings.max_attempts).await?;
+                crate::patcher::pick(&findings, &blocked, has_agent).ok_or_else(|| {
+                    Error::invalid(
+                        "no_actionable_finding",
+                        format!(
+                            "job {job_id} has no finding to patch: none of its {} findings is a \
+                             lint with a file and line or a vulnerability with a fixed version{} \
+                             that is not already being fixed or out of attempts",
+                            findings.len(),
+                            if has_agent { "" } else { " carrying its tool's own fix" }
+                        ),
+                    )
+                })?
+            }
+        };
+        let attempt = ledger
+            .insert_patch(crate::ledger::NewPatch {
+                job_id: row.job.id.clone(),
+                finding_id: finding.id,
+                max_attempts: settings.max_attempts,
+            })
+            .await?;
+        self.inner.patcher.do_send(Submit { project: row.job.project, attempt_id: attempt.id });
+        Ok(attempt)
+    }
+
+    /// Patch attempts newest first: the caller's (every one for an admin).
+    pub async fn list_patches(
+        &self,
+        caller: &Caller,
+        filter: PatchFilter,
+    ) -> Result<Vec<PatchAttempt>> {
+        let owner = (!caller.is_admin).then(|| caller.token.clone());
+        self.inner.ledger.list_patches(filter, owner).await
+    }
+
+    /// One patch attempt of the caller's.
+    pub async fn get_patch(&self, caller: &Caller, id: i64) -> Result<PatchAttempt> {
+        match self.inner.ledger.get_patch(id).await? {
+            Some((p, owner)) if caller.is_admin || owner == caller.token => Ok(p),
+            _ => Err(Error::NotFound { what: "patch attempt" }),
+        }
     }
 
     /// The path of a job's log file, for streaming. The file may not exist

@@ -277,6 +277,44 @@ pub struct Job {
     pub finished_at: Option<String>,
 }
 
+impl Job {
+    /// A fresh time-sortable job id.
+    pub fn new_id() -> String {
+        uuid::Uuid::now_v7().simple().to_string()
+    }
+
+    /// A job waiting to run `snapshot` at `git_ref` (the default branch when none).
+    pub fn queued(
+        id: String,
+        project: &str,
+        snapshot: RecipeSnapshot,
+        git_ref: Option<String>,
+    ) -> Job {
+        Job {
+            id,
+            project: project.to_owned(),
+            subproject: snapshot.subproject.clone(),
+            recipe: snapshot.recipe.clone(),
+            git_ref,
+            sha: None,
+            status: JobStatus::Queued,
+            exit_code: None,
+            reason: None,
+            recipe_snapshot: snapshot,
+            log_bytes: 0,
+            findings_count: 0,
+            created_at: crate::ledger::now(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Where its log goes, relative to the logs folder.
+    pub fn log_path(&self) -> String {
+        format!("{}/{}.log", self.project, self.id)
+    }
+}
+
 /// Filters for listing jobs.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -317,4 +355,164 @@ pub struct RunnerStats {
     pub finished: u64,
     /// Most git operations ever seen at once on a single project (1 when serialised).
     pub max_git_ops_per_project: usize,
+}
+
+/// Where a patch attempt stands. An attempt is `drafted` from the moment it
+/// is queued until it reaches one of the four end states; its
+/// [`PatchStage`] says how far it has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchStatus {
+    /// In progress: queued, drafting, applying, verifying or delivering.
+    Drafted,
+    /// The diff was refused or did not apply to the job's commit.
+    ApplyFailed,
+    /// The recipe still failed, the finding was still there, or the fix
+    /// brought new findings.
+    VerifyFailed,
+    /// The branch was pushed and a pull request opened.
+    PrOpened,
+    /// The attempt could not be carried out (agent, forge or engine failure).
+    Error,
+}
+
+impl PatchStatus {
+    /// The snake_case name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatchStatus::Drafted => "drafted",
+            PatchStatus::ApplyFailed => "apply_failed",
+            PatchStatus::VerifyFailed => "verify_failed",
+            PatchStatus::PrOpened => "pr_opened",
+            PatchStatus::Error => "error",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<PatchStatus> {
+        Some(match s {
+            "drafted" => PatchStatus::Drafted,
+            "apply_failed" => PatchStatus::ApplyFailed,
+            "verify_failed" => PatchStatus::VerifyFailed,
+            "pr_opened" => PatchStatus::PrOpened,
+            "error" => PatchStatus::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// How far an attempt has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchStage {
+    /// Waiting for the project's previous attempt to end.
+    Queued,
+    /// Asking the tool's fix or the agent for a diff.
+    Drafting,
+    /// Checking the diff and applying it to a fresh worktree.
+    Applying,
+    /// The verify job is running.
+    Verifying,
+    /// Pushing the branch and opening the pull request.
+    Delivering,
+    /// The attempt is over; its status is final.
+    Done,
+}
+
+impl PatchStage {
+    /// The snake_case name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatchStage::Queued => "queued",
+            PatchStage::Drafting => "drafting",
+            PatchStage::Applying => "applying",
+            PatchStage::Verifying => "verifying",
+            PatchStage::Delivering => "delivering",
+            PatchStage::Done => "done",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<PatchStage> {
+        Some(match s {
+            "queued" => PatchStage::Queued,
+            "drafting" => PatchStage::Drafting,
+            "applying" => PatchStage::Applying,
+            "verifying" => PatchStage::Verifying,
+            "delivering" => PatchStage::Delivering,
+            "done" => PatchStage::Done,
+            _ => return None,
+        })
+    }
+}
+
+/// The finding a patch attempt is about, as shown with the attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PatchTarget {
+    /// `lint` or `cve`.
+    pub kind: Kind,
+    /// Tool that reported it.
+    pub tool: String,
+    /// Rule or advisory id.
+    pub code: String,
+    /// File relative to the repository root, when known.
+    pub file: Option<String>,
+    /// 1-based line, when known.
+    pub line: Option<u32>,
+    /// The tool's message.
+    pub message: String,
+    /// Line-shift-proof identity (see [`FindingRecord::identity`]).
+    pub identity: String,
+}
+
+/// One attempt at fixing one finding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PatchAttempt {
+    /// Ledger id.
+    pub id: i64,
+    /// The job whose finding is being fixed.
+    pub job_id: String,
+    /// That job's project.
+    pub project: String,
+    /// The finding (ledger id) being fixed.
+    pub finding_id: i64,
+    /// What the finding is.
+    pub finding: Option<PatchTarget>,
+    /// 1 for the first attempt at this finding's identity in its recipe's history.
+    pub attempt_number: u32,
+    /// Where it stands.
+    pub status: PatchStatus,
+    /// How far it got.
+    pub stage: PatchStage,
+    /// Where the diff came from: `tool:<name>` or `agent:<kind>`.
+    pub source: Option<String>,
+    /// The branch the fix was committed on.
+    pub branch: Option<String>,
+    /// The unified diff.
+    pub diff: Option<String>,
+    /// Why the diff fixes the finding.
+    pub explanation: Option<String>,
+    /// The agent's confidence, 0 to 1 (1 for a tool's own fix).
+    pub confidence: Option<f64>,
+    /// The job that re-ran the recipe on the patched commit.
+    pub verify_job_id: Option<String>,
+    /// The pull request, once opened.
+    pub pr_url: Option<String>,
+    /// Why it failed, for the failed states.
+    pub error: Option<String>,
+    /// RFC 3339 times.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// Filters for listing patch attempts.
+#[derive(Debug, Clone, Default)]
+pub struct PatchFilter {
+    /// Only this project's attempts.
+    pub project: Option<String>,
+    /// Only attempts in this state.
+    pub status: Option<PatchStatus>,
+    /// At most this many (clamped to 1..=500; 50 when absent).
+    pub limit: Option<u32>,
 }

@@ -200,6 +200,45 @@ impl Workspace {
         Ok(())
     }
 
+    /// Checks out `sha` in a new worktree named `name` on a new local branch
+    /// `branch` of the bare clone (replacing a branch of that name), for the
+    /// patcher. Remove it with [`Workspace::release`]; the branch stays until
+    /// [`Workspace::delete_branch`].
+    pub fn branch_worktree(
+        &self,
+        project: &str,
+        name: &str,
+        sha: &str,
+        branch: &str,
+    ) -> Result<PathBuf> {
+        let repo =
+            Repository::open_bare(self.clone_path(project)).map_err(|e| Error::git("open", e))?;
+        let path = self.worktree_path(project, name);
+        if path.exists() {
+            remove_tree(&path)?;
+        }
+        if let Ok(wt) = repo.find_worktree(name) {
+            let _ = wt.prune(Some(WorktreePruneOptions::new().valid(true).working_tree(true)));
+        }
+        let oid = Oid::from_str(sha).map_err(|e| Error::git("read commit", e))?;
+        let commit = repo.find_commit(oid).map_err(|e| Error::git("read commit", e))?;
+        let b = repo.branch(branch, &commit, true).map_err(|e| Error::git("branch", e))?;
+        let mut opts = WorktreeAddOptions::new();
+        opts.reference(Some(b.get()));
+        repo.worktree(name, &path, Some(&opts)).map_err(|e| Error::git("worktree add", e))?;
+        Ok(path)
+    }
+
+    /// Deletes a local branch of the project's bare clone, when it exists.
+    pub fn delete_branch(&self, project: &str, branch: &str) -> Result<()> {
+        let repo =
+            Repository::open_bare(self.clone_path(project)).map_err(|e| Error::git("open", e))?;
+        if let Ok(mut b) = repo.find_branch(branch, BranchType::Local) {
+            b.delete().map_err(|e| Error::git("branch delete", e))?;
+        }
+        Ok(())
+    }
+
     /// Removes a project's whole folder: clone and worktrees.
     pub fn remove_project(&self, project: &str) -> Result<()> {
         remove_tree(&self.project_dir(project))
@@ -517,7 +556,9 @@ pub struct Gc {
     pub busy: Vec<String>,
 }
 
-fn blocking<T: Send + 'static>(
+/// Runs `f` on a blocking thread, holding the project's git lock when a
+/// project is named.
+pub(crate) fn blocking<T: Send + 'static>(
     ws: &Arc<Workspace>,
     project: Option<String>,
     f: impl FnOnce(&Workspace) -> Result<T> + Send + 'static,

@@ -289,11 +289,12 @@ impl CraftingMcp {
         respond("cancel_job", self.api.post(&["jobs", &p.job_id, "cancel"], &json!({})).await)
     }
 
-    /// Asks the service to draft a fix for a finding of a job (the most severe
-    /// actionable one when no `finding_id` is given): an agent writes a diff, the
-    /// recipe is re-run on it, and a pull request is opened when it passes. Never
-    /// merges. Returns the patch attempt; fails with patcher_unconfigured when the
-    /// service has no agent and forge configured.
+    /// Asks the service to draft a fix for a finding of a finished job (the most
+    /// severe actionable one when no `finding_id` is given): the tool's own fix or an
+    /// agent's diff is applied on a fresh branch, the recipe is re-run on it, and a
+    /// pull request is opened only when it passes. Never merges. Returns the queued
+    /// attempt (follow it with get_patch); fails with patcher_unconfigured when the
+    /// service has no forge configured.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, open_world_hint = true))]
     async fn request_patch(&self, Parameters(p): Parameters<RequestPatch>) -> CallToolResult {
         let body = match p.finding_id {
@@ -304,8 +305,7 @@ impl CraftingMcp {
     }
 
     /// Lists this token's patch attempts, optionally of one project and in one state;
-    /// at most `limit` (1 to 500). Returns `{"patches": [...]}`; fails with
-    /// patcher_unconfigured when the patch loop is off.
+    /// at most `limit` (1 to 500), newest first. Returns `{"patches": [...]}`.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn list_patches(&self, Parameters(p): Parameters<ListPatches>) -> CallToolResult {
         let result = match p.limit.map(|l| check_range("limit", l.into(), 1, 500)) {
@@ -323,8 +323,7 @@ impl CraftingMcp {
     }
 
     /// Reads one patch attempt: status, branch, diff, explanation, confidence,
-    /// verify job, pull request URL, error. Fails with patcher_unconfigured when the
-    /// patch loop is off.
+    /// verify job, pull request URL, error; `stage` is `done` once it has ended.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn get_patch(&self, Parameters(p): Parameters<PatchId>) -> CallToolResult {
         respond("get_patch", self.api.get(&["patches", &p.patch_id.to_string()], &[]).await)

@@ -8,6 +8,8 @@ mod support;
 mod digests;
 /// examples/register-all.sh against a real server.
 mod examples;
+/// A stand-in for Gitea's create-pull-request endpoint.
+mod gitea;
 /// Malformed, oversized and invalid input; the ledger stays unchanged.
 mod hardening;
 /// Cancel, restart and shutdown.
@@ -18,5 +20,7 @@ mod logs;
 mod network;
 /// Cross-token reads answer like missing ones; lists and admin routes.
 mod ownership;
+/// The patch loop: agent and tool fixes, verification, pull requests, refusals.
+mod patches;
 /// The README quickstart: tokens, project CRUD, jobs, log, findings, cascade delete.
 mod quickstart;

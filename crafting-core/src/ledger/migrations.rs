@@ -113,4 +113,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_project_finished ON jobs(project, finished_at);
     CREATE INDEX patch_attempts_created ON patch_attempts(created_at);
     "#,
+    // 3: the patch loop's progress, fix source and lookups.
+    r#"
+    ALTER TABLE patch_attempts ADD COLUMN stage TEXT NOT NULL DEFAULT 'done';
+    ALTER TABLE patch_attempts ADD COLUMN source TEXT;
+    CREATE INDEX patch_attempts_finding ON patch_attempts(finding_id);
+    CREATE INDEX patch_attempts_verify_job ON patch_attempts(verify_job_id);
+    CREATE INDEX patch_attempts_stage ON patch_attempts(stage);
+    "#,
 ];

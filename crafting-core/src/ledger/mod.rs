@@ -8,6 +8,9 @@
 //! "database is locked".
 
 mod migrations;
+mod patches;
+
+pub use patches::{NewPatch, PatchUpdate};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -389,34 +392,7 @@ impl Ledger {
 
     /// Stores a new queued job.
     pub async fn insert_job(&self, job: Job, log_path: String) -> Result<()> {
-        self.write(move |tx| {
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM projects WHERE name = ?1)",
-                [&job.project],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Err(Error::NotFound { what: "project" });
-            }
-            tx.execute(
-                "INSERT INTO jobs (id, project, subproject, recipe, git_ref, status,
-                                   recipe_snapshot_json, log_path, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    job.id,
-                    job.project,
-                    job.subproject,
-                    job.recipe,
-                    job.git_ref,
-                    job.status.as_str(),
-                    json(&job.recipe_snapshot),
-                    log_path,
-                    job.created_at
-                ],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write(move |tx| insert_job_in(tx, &job, &log_path)).await
     }
 
     /// Moves a queued job to running; false when it is no longer queued.
@@ -940,6 +916,35 @@ fn digest_run_from_row(r: &Row<'_>) -> rusqlite::Result<DigestRun> {
         window_end: r.get(9)?,
         subject: r.get(10)?,
     })
+}
+
+/// Stores a queued job inside the caller's transaction.
+fn insert_job_in(tx: &rusqlite::Transaction<'_>, job: &Job, log_path: &str) -> Result<()> {
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM projects WHERE name = ?1)",
+        [&job.project],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(Error::NotFound { what: "project" });
+    }
+    tx.execute(
+        "INSERT INTO jobs (id, project, subproject, recipe, git_ref, status,
+                           recipe_snapshot_json, log_path, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            job.id,
+            job.project,
+            job.subproject,
+            job.recipe,
+            job.git_ref,
+            job.status.as_str(),
+            json(&job.recipe_snapshot),
+            log_path,
+            job.created_at
+        ],
+    )?;
+    Ok(())
 }
 
 /// Clamps a list limit to 1..=500, 50 by default.

@@ -7,11 +7,11 @@
 //! | `/projects...` | [`projects`] |
 //! | `/jobs`, `/jobs/{id}`, cancel, findings | [`jobs`] |
 //! | `/jobs/{id}/log` | [`log`] |
-//! | patches and digests, not available yet | [`pending`] |
+//! | `/jobs/{id}/patches`, `/patches...`, digests | [`patches`] |
 
 pub mod jobs;
 pub mod log;
-pub mod pending;
+pub mod patches;
 pub mod projects;
 pub mod tokens;
 
@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(tokens::list)),
         )
         .service(resource("/admin/tokens/{name}").route(web::delete().to(tokens::revoke)))
-        .service(resource("/admin/digest/run-now").route(web::post().to(pending::digest_run_now)))
+        .service(resource("/admin/digest/run-now").route(web::post().to(patches::digest_run_now)))
         .service(
             resource("/projects")
                 .route(web::post().to(projects::create))
@@ -50,10 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/jobs/{id}/log").route(web::get().to(log::stream)))
         .service(resource("/jobs/{id}/cancel").route(web::post().to(jobs::cancel)))
         .service(resource("/jobs/{id}/findings").route(web::get().to(jobs::findings)))
-        .service(resource("/jobs/{id}/patches").route(web::post().to(pending::create_patch)))
-        .service(resource("/patches").route(web::get().to(pending::list_patches)))
-        .service(resource("/patches/{id}").route(web::get().to(pending::get_patch)))
-        .service(resource("/digests/{date}").route(web::get().to(pending::digest)));
+        .service(resource("/jobs/{id}/patches").route(web::post().to(patches::create_patch)))
+        .service(resource("/patches").route(web::get().to(patches::list_patches)))
+        .service(resource("/patches/{id}").route(web::get().to(patches::get_patch)))
+        .service(resource("/digests/{date}").route(web::get().to(patches::digest)));
 }
 
 /// A resource whose wrong methods answer a JSON 405.

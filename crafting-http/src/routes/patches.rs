@@ -1,12 +1,8 @@
-//! Patch attempts and digests.
-//!
-//! The digest routes call the engine's digest service. The patch routes are
-//! mounted with their final paths, checks and order of checks (token, job
-//! ownership, query and body shape) and end in a 503 naming what is missing:
-//! this build has no patch loop.
+//! Patch attempts and digests, both thin shells over the engine's services.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use crafting_core::{PatchFilter, PatchStatus};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,7 +18,7 @@ use crate::routes::ok;
 struct PatchRequest {
     /// The finding to fix; the patcher picks one when absent.
     #[serde(default)]
-    finding_id: Option<u64>,
+    finding_id: Option<i64>,
 }
 
 /// Body of `POST /admin/digest/run-now`.
@@ -37,16 +33,8 @@ struct DigestRunRequest {
     date: Option<String>,
 }
 
-fn patcher_unconfigured() -> ApiError {
-    ApiError::unavailable(
-        "patcher_unconfigured",
-        "The patch loop is not configured: it needs an agent (CRAFTING_AGENT_KIND) and a forge \
-         (CRAFTING_GITEA_URL with its token, or CRAFTING_GITHUB_TOKEN); set them and restart \
-         the service.",
-    )
-}
-
-/// `POST /jobs/{id}/patches`: 404 for a job the caller does not own, then 503.
+/// `POST /jobs/{id}/patches`: queues an attempt and answers 202 with it; 404
+/// for a job the caller does not own, 503 while the patch loop is off.
 #[tracing::instrument(skip_all, fields(job_id = %id))]
 pub async fn create_patch(
     state: web::Data<AppState>,
@@ -59,25 +47,58 @@ pub async fn create_patch(
     state.table.job_status(&caller, &id).await?;
     let body: Option<PatchRequest> =
         optional_json_body(&req, payload, state.config.max_body_bytes).await?;
-    tracing::debug!(finding_id = ?body.and_then(|b| b.finding_id), "patch attempt refused, no patcher");
-    Err(patcher_unconfigured())
+    let finding_id = body.and_then(|b| b.finding_id);
+    let patch = state.table.request_patch(&caller, &id, finding_id).await?;
+    tracing::info!(patch = patch.id, finding_id = patch.finding_id, "patch attempt queued");
+    Ok(ok(StatusCode::ACCEPTED, json!({ "patch": patch })))
 }
 
-/// `GET /patches?project=&status=&limit=`.
-pub async fn list_patches(Auth(_): Auth, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let q = Query::parse(&req, &["project", "status", "limit"])?;
-    q.limit()?;
-    Err(patcher_unconfigured())
-}
-
-/// `GET /patches/{id}`.
-pub async fn get_patch(
-    Auth(_): Auth,
+/// `GET /patches?project=&status=&limit=`: the caller's attempts (all for an
+/// admin), newest first.
+pub async fn list_patches(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
     req: HttpRequest,
-    _id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let q = Query::parse(&req, &["project", "status", "limit"])?;
+    let filter = PatchFilter {
+        project: q.get("project").map(str::to_owned),
+        status: q.get("status").map(patch_status).transpose()?,
+        limit: q.limit()?,
+    };
+    let patches = state.table.list_patches(&caller, filter).await?;
+    Ok(ok(StatusCode::OK, json!({ "patches": patches })))
+}
+
+/// `GET /patches/{id}`: one attempt with its diff, verify job and pull request.
+pub async fn get_patch(
+    state: web::Data<AppState>,
+    Auth(caller): Auth,
+    req: HttpRequest,
+    id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     Query::parse(&req, &[])?;
-    Err(patcher_unconfigured())
+    // Anything that is not a positive id is simply not an attempt.
+    let id: i64 =
+        id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::from(crafting_core::Error::NotFound { what: "patch attempt" })
+        })?;
+    let patch = state.table.get_patch(&caller, id).await?;
+    Ok(ok(StatusCode::OK, json!({ "patch": patch })))
+}
+
+/// Reads a `status` query value of `/patches`.
+fn patch_status(text: &str) -> Result<PatchStatus, ApiError> {
+    PatchStatus::parse(text).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "Query parameter \"status\" must be one of drafted, apply_failed, verify_failed, \
+                 pr_opened, error; got {:?}.",
+                shorten(text)
+            ),
+        )
+    })
 }
 
 /// `GET /digests/{date}` (admin): the day's digest for every project, rendered
