@@ -546,6 +546,7 @@ impl CraftingTable {
                 .timeout_secs
                 .unwrap_or(self.inner.config.default_timeout.as_secs().max(1)),
             network: sub.network,
+            changed_files: None,
         };
         let job = Job::queued(id.clone(), project, snapshot, req.git_ref);
         self.inner.ledger.insert_job(job.clone(), job.log_path()).await?;

@@ -239,6 +239,12 @@ pub struct RecipeSnapshot {
     /// The subproject's network setting when the job was queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<bool>,
+    /// Set only on a patch attempt's verify job for a lint finding: the
+    /// files the fix changed, relative to the subproject, handed to the
+    /// recipe as `CRAFTING_CHANGED_FILES` (space-separated) so that a recipe
+    /// written for it lints only those (fast verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_files: Option<Vec<String>>,
 }
 
 /// A job as stored and returned.

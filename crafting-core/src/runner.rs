@@ -416,6 +416,16 @@ async fn run_job_inner(
                 .await;
         }
     };
+    if let Some(files) = &snap.changed_files {
+        engine_line(
+            &log,
+            &format!(
+                "verifying a patch: CRAFTING_CHANGED_FILES={} (for recipes that lint only \
+                 changed files)",
+                files.join(" ")
+            ),
+        );
+    }
     engine_line(&log, &format!("running `{}` in {} at {}", snap.command, snap.subproject, wt.sha));
     let cgroup = confined.cgroup.clone();
     let spec = Spec {
@@ -827,6 +837,9 @@ pub fn recipe_env(cfg: &Config, job: &Job) -> Vec<(String, String)> {
         if let Some(v) = var(k) {
             env.push(((*k).to_owned(), v));
         }
+    }
+    if let Some(files) = &job.recipe_snapshot.changed_files {
+        env.push(("CRAFTING_CHANGED_FILES".to_owned(), files.join(" ")));
     }
     // Caches are per project, so a recipe never reads what another
     // project's recipe left (and in bwrap mode sees only its own).

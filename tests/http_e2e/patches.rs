@@ -108,6 +108,12 @@ impl Fixture {
 
     /// Registers project `name` over the origin with a ruff `lint` recipe.
     fn project(&self, name: &str, auto_patch: bool) {
+        self.project_linting(name, auto_patch, ".");
+    }
+
+    /// Like [`Fixture::project`], the recipe linting `paths` (a shell word).
+    fn project_linting(&self, name: &str, auto_patch: bool, paths: &str) {
+        let ruff = self.ruff.display();
         let spec = json!({
             "name": name,
             "git_url": self.origin.display().to_string(),
@@ -115,7 +121,7 @@ impl Fixture {
             "subprojects": [{
                 "path": ".",
                 "language": "python",
-                "recipes": {"lint": format!("{} check --no-cache --output-format=json .", self.ruff.display())},
+                "recipes": {"lint": format!("{ruff} check --no-cache --output-format=json {paths}")},
             }],
             "notify": {"auto_patch": auto_patch},
         });
@@ -527,4 +533,42 @@ fn requests_that_cannot_be_served_are_refused_clearly() {
         &json!({"finding": 1}),
     );
     assert_eq!(error_code(status, &body, 422), "invalid_body");
+}
+
+#[test]
+fn a_recipe_can_verify_only_the_files_a_fix_changed() {
+    let ruff = need_ruff!();
+    let fx = Fixture::new(ruff, Mode::Create, true, &[]);
+    let other = "def volume():\n    return side ** 3\n";
+    fx.seed(&[("pkg/__init__.py", ""), ("pkg/core.py", TYPO_AREA), ("pkg/other.py", other)], None);
+    // The whole-tree recipe keeps failing on the other file's finding, so a
+    // fix of one finding cannot pass there; the recipe written for fast
+    // verify lints only what the fix changed.
+    fx.project("whole", false);
+    fx.project_linting("fast", false, "${CRAFTING_CHANGED_FILES:-.}");
+    fx.reply(GOOD_FIX, "typo");
+    for (project, want) in [("whole", "verify_failed"), ("fast", "pr_opened")] {
+        let (job, findings) = fx.lint(project);
+        assert_eq!(job["findings_count"], 2, "{job}");
+        let target = findings
+            .iter()
+            .find(|f| f["code"] == "F821" && f["file"] == "pkg/core.py")
+            .expect("the typo's finding");
+        let patch = fx.attempt(job["id"].as_str().expect("id"), target);
+        assert_eq!(patch["status"], want, "{project}: {patch}");
+        let verify_id = patch["verify_job_id"].as_str().expect("verify job");
+        let (_, verify) = fx.server.get(&format!("/jobs/{verify_id}"), &fx.server.admin);
+        let snapshot = &verify["job"]["recipe_snapshot"];
+        assert_eq!(snapshot["changed_files"], json!(["pkg/core.py"]), "{verify}");
+        let log = verify["log_tail"].as_str().expect("log");
+        assert!(log.contains("CRAFTING_CHANGED_FILES=pkg/core.py"), "{log}");
+        if project == "whole" {
+            let e = patch["error"].as_str().expect("error");
+            assert!(e.contains("exit code 1") && !e.contains("new finding"), "{e}");
+        }
+    }
+    // An ordinary job never gets the variable: the fast recipe lints everything.
+    let (job, _) = fx.lint("fast");
+    assert_eq!(job["findings_count"], 2, "{job}");
+    assert!(job["recipe_snapshot"].get("changed_files").is_none(), "{job}");
 }

@@ -627,6 +627,7 @@ mod tests {
                 language: "x".into(),
                 timeout_secs: 1,
                 network: None,
+                changed_files: None,
             },
             log_bytes: 0,
             findings_count: 0,

@@ -16,7 +16,9 @@ use super::git::{self, CommitFiles};
 use super::{Ctx, diff, native};
 use crate::error::{Error, Result};
 use crate::ledger::{JobRow, PatchUpdate, ProjectRow};
-use crate::model::{FindingRecord, Job, JobStatus, Kind, PatchAttempt, PatchStage, PatchStatus};
+use crate::model::{
+    FindingRecord, Job, JobStatus, Kind, PatchAttempt, PatchStage, PatchStatus, RecipeSnapshot,
+};
 use crate::runner::Enqueue;
 use crate::workspace::blocking;
 
@@ -96,7 +98,8 @@ async fn attempt(ctx: &Ctx, id: i64) -> Result<(), Stop> {
     let update = PatchUpdate { branch: Some(branch.clone()), ..Default::default() };
     ledger.update_patch(id, update).await?;
 
-    let outcome = verify(ctx, &pa, &row.job, &findings, &finding, &commit).await;
+    let changed = fast_verify_files(&finding, &draft.diff, &row.job.subproject);
+    let outcome = verify(ctx, &pa, &row.job, &findings, &finding, &commit, changed).await;
     let verify_job = match outcome {
         Ok(job) => job,
         Err(stop) => {
@@ -234,7 +237,8 @@ async fn apply(
 
 /// Re-runs the job's recipe on `commit` as a job of its own and judges it:
 /// it must succeed, no longer report the finding, and report nothing the
-/// original job did not. Returns the verify job.
+/// original job did not. With `changed_files` the recipe may restrict itself
+/// to those files. Returns the verify job.
 async fn verify(
     ctx: &Ctx,
     pa: &PatchAttempt,
@@ -242,14 +246,11 @@ async fn verify(
     before: &[FindingRecord],
     target: &FindingRecord,
     commit: &str,
+    changed_files: Option<Vec<String>>,
 ) -> Result<Job, Stop> {
     let ledger = &ctx.engine.ledger;
-    let vjob = Job::queued(
-        Job::new_id(),
-        &job.project,
-        job.recipe_snapshot.clone(),
-        Some(commit.to_owned()),
-    );
+    let snapshot = RecipeSnapshot { changed_files, ..job.recipe_snapshot.clone() };
+    let vjob = Job::queued(Job::new_id(), &job.project, snapshot, Some(commit.to_owned()));
     let mut events = ctx.engine.events.subscribe();
     ledger.queue_verify_job(pa.id, vjob.clone(), vjob.log_path()).await?;
     ctx.runner.do_send(Enqueue { job_id: vjob.id.clone() });
@@ -290,6 +291,36 @@ async fn verify(
     } else {
         Err(Stop::End(PatchStatus::VerifyFailed, problems.join("; ")))
     }
+}
+
+/// For a lint finding, the files the diff leaves in place, relative to the
+/// job's subproject, for a recipe that can lint only those (see
+/// [`RecipeSnapshot::changed_files`]). `None` when the fix touches anything
+/// outside the subproject or a name the shell would split or expand.
+fn fast_verify_files(finding: &FindingRecord, text: &str, subproject: &str) -> Option<Vec<String>> {
+    if finding.finding.kind != Kind::Lint {
+        return None;
+    }
+    let parsed = diff::parse(text, usize::MAX).ok()?;
+    let plain = |p: &str| {
+        p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'+'))
+    };
+    let mut files = Vec::new();
+    for file in &parsed.files {
+        let relative = match subproject {
+            "." => Some(file.path()),
+            sub => file.path().strip_prefix(sub).and_then(|r| r.strip_prefix('/')),
+        }?;
+        if !plain(relative) || relative.starts_with('-') {
+            return None;
+        }
+        // A deleted file cannot be linted; the others still are.
+        if file.new_path.is_some() {
+            files.push(relative.to_owned());
+        }
+    }
+    (!files.is_empty()).then_some(files)
 }
 
 /// What is wrong with a verify job, in sentences; empty when it passed.
