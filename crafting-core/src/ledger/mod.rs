@@ -506,30 +506,16 @@ impl Ledger {
         self.read(move |c| {
             // Only the filters in use go into the query, so SQLite can pick
             // the (project, id) or (status, id) index instead of scanning.
-            let mut clauses = Vec::new();
-            let mut args: Vec<String> = Vec::new();
-            if let Some(p) = filter.project {
-                args.push(p);
-                clauses.push(format!("jobs.project = ?{}", args.len()));
-            }
-            if let Some(s) = filter.status {
-                args.push(s.as_str().to_owned());
-                clauses.push(format!("jobs.status = ?{}", args.len()));
-            }
-            if let Some(o) = owner {
-                args.push(o);
-                clauses.push(format!("p.owner = ?{}", args.len()));
-            }
-            let filter_sql = if clauses.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", clauses.join(" AND "))
-            };
+            let mut w = Where::default();
+            w.eq("jobs.project", filter.project);
+            w.eq("jobs.status", filter.status.map(|s| s.as_str().to_owned()));
+            w.eq("p.owner", owner);
             let mut st = c.prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
-                 {filter_sql} ORDER BY jobs.id DESC LIMIT {limit}"
+                 {} ORDER BY jobs.id DESC LIMIT {limit}",
+                w.sql()
             ))?;
-            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), job_from_row)?;
+            let rows = st.query_map(rusqlite::params_from_iter(w.args.iter()), job_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -945,6 +931,33 @@ fn insert_job_in(tx: &rusqlite::Transaction<'_>, job: &Job, log_path: &str) -> R
         ],
     )?;
     Ok(())
+}
+
+/// The `WHERE` clause of a list query, built from the filters in use only,
+/// so that SQLite can pick the index that fits them.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Where {
+    /// Adds `column = value` when a value is given.
+    fn eq(&mut self, column: &str, value: Option<String>) {
+        if let Some(v) = value {
+            self.args.push(v);
+            self.clauses.push(format!("{column} = ?{}", self.args.len()));
+        }
+    }
+
+    /// `WHERE ...`, or nothing without filters.
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
 }
 
 /// Clamps a list limit to 1..=500, 50 by default.

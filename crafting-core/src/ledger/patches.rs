@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use deadpool_sqlite::rusqlite::{self, OptionalExtension, Row, params};
 
-use super::{Ledger, clamp_limit, insert_job_in, now};
+use super::{Ledger, Where, clamp_limit, insert_job_in, now};
 use crate::error::{Error, Result};
 use crate::model::{Job, Kind, PatchAttempt, PatchFilter, PatchStage, PatchStatus, PatchTarget};
 
@@ -211,29 +211,15 @@ impl Ledger {
     ) -> Result<Vec<PatchAttempt>> {
         let limit = clamp_limit(filter.limit);
         self.read(move |c| {
-            let mut clauses = Vec::new();
-            let mut args: Vec<String> = Vec::new();
-            if let Some(p) = filter.project {
-                args.push(p);
-                clauses.push(format!("j.project = ?{}", args.len()));
-            }
-            if let Some(s) = filter.status {
-                args.push(s.as_str().to_owned());
-                clauses.push(format!("pa.status = ?{}", args.len()));
-            }
-            if let Some(o) = owner {
-                args.push(o);
-                clauses.push(format!("p.owner = ?{}", args.len()));
-            }
-            let filter_sql = if clauses.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", clauses.join(" AND "))
-            };
+            let mut w = Where::default();
+            w.eq("j.project", filter.project);
+            w.eq("pa.status", filter.status.map(|s| s.as_str().to_owned()));
+            w.eq("p.owner", owner);
             let mut st = c.prepare_cached(&format!(
-                "{PATCH_SELECT} {filter_sql} ORDER BY pa.id DESC LIMIT {limit}"
+                "{PATCH_SELECT} {} ORDER BY pa.id DESC LIMIT {limit}",
+                w.sql()
             ))?;
-            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), patch_from_row)?;
+            let rows = st.query_map(rusqlite::params_from_iter(w.args.iter()), patch_from_row)?;
             Ok(rows.map(|r| r.map(|(p, _)| p)).collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

@@ -410,10 +410,11 @@ async fn deliver(
     let base = project.project.default_branch.clone().unwrap_or_else(|| "main".to_owned());
     let clone = ctx.engine.ws.clone_path(&row.job.project);
     let (url, b, t) = (project.git_url.clone(), branch.to_owned(), token.clone());
-    let pushed =
-        tokio::task::spawn_blocking(move || forge::push_branch(&clone, &url, &b, t.as_deref()))
-            .await
-            .map_err(|e| Error::Pool(e.to_string()))?;
+    let pushed = tokio::task::spawn_blocking(move || {
+        forge::push_branch(&clone, &url, &b, kind, t.as_deref())
+    })
+    .await
+    .map_err(|e| Error::Pool(e.to_string()))?;
     if let Err(e) = pushed {
         return Err(Stop::End(PatchStatus::Error, format!("pushing {branch} failed: {e}")));
     }
@@ -431,7 +432,7 @@ async fn deliver(
             let clone = ctx.engine.ws.clone_path(&row.job.project);
             let (url, b) = (project.git_url.clone(), branch.to_owned());
             let removed = tokio::task::spawn_blocking(move || {
-                forge::delete_remote_branch(&clone, &url, &b, token.as_deref())
+                forge::delete_remote_branch(&clone, &url, &b, kind, token.as_deref())
             })
             .await;
             let branch_note = match removed {

@@ -409,24 +409,13 @@ fn check_name(what: &'static str, value: &str) -> Result<(), ForgeError> {
 /// same branch at `url`, over an anonymous remote. Blocking.
 ///
 /// A token is given only when the remote asks for credentials, as the
-/// password beside a user name chosen from the URL: `x-access-token` for
-/// `github.com`, `crafting-table` elsewhere. Use [`push_branch_as`] to name
-/// the user (for GitHub Enterprise: [`ForgeKind::push_username`]).
+/// password beside the user name the forge expects
+/// ([`ForgeKind::push_username`]).
 pub fn push_branch(
     clone: &Path,
     url: &str,
     branch: &str,
-    token: Option<&str>,
-) -> Result<(), ForgeError> {
-    push_branch_as(clone, url, branch, username_for(url), token)
-}
-
-/// [`push_branch`] with the user name sent beside the token.
-pub fn push_branch_as(
-    clone: &Path,
-    url: &str,
-    branch: &str,
-    username: &str,
+    forge: ForgeKind,
     token: Option<&str>,
 ) -> Result<(), ForgeError> {
     check_branch(branch)?;
@@ -436,7 +425,7 @@ pub fn push_branch_as(
     if repo.find_reference(&refname).is_err() {
         return Err(ForgeError::NoBranch { branch: branch.to_owned() });
     }
-    push(&repo, url, &format!("+{refname}:{refname}"), username, token, action)
+    push(&repo, url, &format!("+{refname}:{refname}"), forge.push_username(), token, action)
 }
 
 /// Deletes `refs/heads/<branch>` at `url`. Blocking; credentials as for
@@ -445,30 +434,13 @@ pub fn delete_remote_branch(
     clone: &Path,
     url: &str,
     branch: &str,
-    token: Option<&str>,
-) -> Result<(), ForgeError> {
-    delete_remote_branch_as(clone, url, branch, username_for(url), token)
-}
-
-/// [`delete_remote_branch`] with the user name sent beside the token.
-pub fn delete_remote_branch_as(
-    clone: &Path,
-    url: &str,
-    branch: &str,
-    username: &str,
+    forge: ForgeKind,
     token: Option<&str>,
 ) -> Result<(), ForgeError> {
     check_branch(branch)?;
     let action = "delete branch";
     let repo = Repository::open(clone).map_err(|e| git_error(action, &e, token))?;
-    push(&repo, url, &format!(":refs/heads/{branch}"), username, token, action)
-}
-
-fn username_for(url: &str) -> &'static str {
-    match host_of(url).as_deref() {
-        Some("github.com") => ForgeKind::GitHub.push_username(),
-        _ => ForgeKind::Gitea.push_username(),
-    }
+    push(&repo, url, &format!(":refs/heads/{branch}"), forge.push_username(), token, action)
 }
 
 fn check_branch(branch: &str) -> Result<(), ForgeError> {
@@ -893,21 +865,21 @@ mod tests {
         let url = remote.display().to_string();
 
         let first = commit(&clone, "crafting/fix", "fn a() { 1 }\n", false);
-        push_branch(&clone_path, &url, "crafting/fix", Some(TOKEN)).unwrap();
+        push_branch(&clone_path, &url, "crafting/fix", ForgeKind::Gitea, Some(TOKEN)).unwrap();
         assert_eq!(remote_head(&remote, "crafting/fix"), Some(first));
         let pushed = Repository::open_bare(&remote).unwrap();
         assert!(pushed.find_commit(first).is_ok());
 
         // A commit that does not descend from the first: only a force push lands it.
         let second = commit(&clone, "crafting/fix", "fn a() { 2 }\n", false);
-        push_branch(&clone_path, &url, "crafting/fix", None).unwrap();
+        push_branch(&clone_path, &url, "crafting/fix", ForgeKind::Gitea, None).unwrap();
         assert_eq!(remote_head(&remote, "crafting/fix"), Some(second));
 
         // Nothing about the remote or the token was written to the clone.
         let config = std::fs::read_to_string(clone_path.join("config")).unwrap();
         assert!(!config.contains("remote") && !config.contains(TOKEN), "{config}");
 
-        delete_remote_branch(&clone_path, &url, "crafting/fix", None).unwrap();
+        delete_remote_branch(&clone_path, &url, "crafting/fix", ForgeKind::Gitea, None).unwrap();
         assert_eq!(remote_head(&remote, "crafting/fix"), None);
         // The local branch is untouched.
         assert_eq!(clone.find_reference("refs/heads/crafting/fix").unwrap().target(), Some(second));
@@ -921,7 +893,7 @@ mod tests {
         Repository::init_bare(&clone_path).unwrap();
         Repository::init_bare(&remote).unwrap();
         let url = remote.display().to_string();
-        delete_remote_branch(&clone_path, &url, "never-pushed", None).unwrap();
+        delete_remote_branch(&clone_path, &url, "never-pushed", ForgeKind::Gitea, None).unwrap();
     }
 
     #[test]
@@ -931,14 +903,20 @@ mod tests {
         let clone = Repository::init_bare(&clone_path).unwrap();
         commit(&clone, "fix", "x\n", false);
         let missing = dir.path().join("no/such/repo.git");
-        let err = push_branch(&clone_path, &missing.display().to_string(), "fix", Some(TOKEN))
-            .unwrap_err();
+        let err = push_branch(
+            &clone_path,
+            &missing.display().to_string(),
+            "fix",
+            ForgeKind::Gitea,
+            Some(TOKEN),
+        )
+        .unwrap_err();
         assert!(matches!(err, ForgeError::Git { action: "push", .. }), "{err:?}");
         let shown = err.to_string();
         assert!(shown.starts_with("git push failed: there is no repository at "), "{shown}");
         assert!(shown.contains("no/such/repo.git"), "{shown}");
         let file_url = format!("file://{}", missing.display());
-        let err = push_branch(&clone_path, &file_url, "fix", None).unwrap_err();
+        let err = push_branch(&clone_path, &file_url, "fix", ForgeKind::Gitea, None).unwrap_err();
         assert!(err.to_string().contains("there is no repository at"), "{err}");
         assert!(!shown.contains(TOKEN), "{shown}");
     }
@@ -949,13 +927,14 @@ mod tests {
         let clone_path = dir.path().join("clone");
         Repository::init_bare(&clone_path).unwrap();
         let url = dir.path().join("remote.git").display().to_string();
-        let err = push_branch(&clone_path, &url, "absent", None).unwrap_err();
+        let err = push_branch(&clone_path, &url, "absent", ForgeKind::Gitea, None).unwrap_err();
         assert!(matches!(err, ForgeError::NoBranch { .. }), "{err:?}");
         for bad in ["-x", "a..b", "a b", "x.lock", ""] {
-            let err = push_branch(&clone_path, &url, bad, None).unwrap_err();
+            let err = push_branch(&clone_path, &url, bad, ForgeKind::Gitea, None).unwrap_err();
             assert!(matches!(err, ForgeError::InvalidBranch(_)), "{bad}: {err:?}");
         }
-        let err = push_branch(&dir.path().join("nothing"), &url, "fix", None).unwrap_err();
+        let err = push_branch(&dir.path().join("nothing"), &url, "fix", ForgeKind::Gitea, None)
+            .unwrap_err();
         assert!(matches!(err, ForgeError::Git { .. }), "{err:?}");
     }
 
@@ -991,7 +970,7 @@ mod tests {
         commit(&clone, "fix", "x\n", false);
         let url = format!("{}/acme/widget.git", server.base);
 
-        let err = push_branch(&clone_path, &url, "fix", Some(TOKEN)).unwrap_err();
+        let err = push_branch(&clone_path, &url, "fix", ForgeKind::Gitea, Some(TOKEN)).unwrap_err();
         assert!(matches!(err, ForgeError::Git { action: "push", .. }), "{err:?}");
         for shown in [err.to_string(), format!("{err:?}")] {
             assert!(!shown.contains(TOKEN), "{shown}");
@@ -1005,12 +984,13 @@ mod tests {
         // Asked once, answered once: no loop of refused tokens.
         assert_eq!(seen.iter().filter(|s| s.header("authorization").is_some()).count(), 1);
 
-        let err = push_branch_as(&clone_path, &url, "fix", "x-access-token", Some(TOKEN));
+        let err = push_branch(&clone_path, &url, "fix", ForgeKind::GitHub, Some(TOKEN));
         assert!(err.is_err());
         let basic = format!("Basic {}", base64(&format!("x-access-token:{TOKEN}")));
         assert!(server.seen().iter().any(|s| s.header("authorization") == Some(basic.as_str())));
 
-        let err = delete_remote_branch(&clone_path, &url, "fix", None).unwrap_err();
+        let err =
+            delete_remote_branch(&clone_path, &url, "fix", ForgeKind::Gitea, None).unwrap_err();
         assert!(err.to_string().contains("no token is configured"), "{err}");
     }
 
@@ -1069,7 +1049,8 @@ mod tests {
 
         let (_daemon, port) = daemon(&root);
         let url = format!("git://127.0.0.1:{port}/acme/widget.git");
-        let err = push_branch(&clone_path, &url, "crafting/fix", None).unwrap_err();
+        let err =
+            push_branch(&clone_path, &url, "crafting/fix", ForgeKind::Gitea, None).unwrap_err();
         let ForgeError::Rejected { ref refname, ref message } = err else { panic!("{err:?}") };
         assert_eq!(refname, "refs/heads/crafting/fix");
         assert!(message.contains("hook declined"), "{message}");
