@@ -49,18 +49,18 @@ variables win over it, flags of `serve` win over both; a blank value counts as u
   CRAFTING_GITEA_URL, _TOKEN      (unset)                      Gitea/Forgejo server and its token
   CRAFTING_GITHUB_TOKEN           (unset)                      GitHub token
   CRAFTING_GITHUB_API_URL         https://api.github.com       GitHub Enterprise: https://<host>/api/v3
-  CRAFTING_FORGE_TIMEOUT_SECS     30                           time one forge request may take
+  CRAFTING_FORGE_TIMEOUT_SECS     30 (1 to 3600)               time one forge request may take
   CRAFTING_AGENT_KIND             (unset: tool fixes only)     openai, anthropic or command
   CRAFTING_AGENT_URL, _TOKEN      (unset)                      agent API base and key
   CRAFTING_AGENT_MODEL            (unset)                      model (openai and anthropic)
   CRAFTING_AGENT_COMMAND          (unset)                      program of a command agent (JSON in/out)
-  CRAFTING_AGENT_TIMEOUT_SECS     120                          time one agent request may take
-  CRAFTING_AGENT_RETRIES          2                            retries after timeouts, 429 and 5xx
+  CRAFTING_AGENT_TIMEOUT_SECS     120 (1 to 3600)              time one agent request may take
+  CRAFTING_AGENT_RETRIES          2 (0 to 10)                  retries after timeouts, 429 and 5xx
   CRAFTING_PATCHER_BRANCH_PREFIX  crafting-table/auto/         fix branches: <prefix><job>-<finding>
-  CRAFTING_PATCHER_MAX_ATTEMPTS   3                            attempts per finding identity
+  CRAFTING_PATCHER_MAX_ATTEMPTS   3 (1 to 100)                 attempts per finding identity
   CRAFTING_PATCHER_AUTHOR         crafting-table <crafting-table@localhost>
                                                                commit author, `Name <email>`
-  CRAFTING_PATCHER_MAX_DIFF_BYTES 1048576 (1 MiB)              largest diff accepted
+  CRAFTING_PATCHER_MAX_DIFF_BYTES 1048576 (1 B to 64 MiB)      largest diff accepted
 
 Logging goes to stderr; RUST_LOG sets the filter (default: info).";
 

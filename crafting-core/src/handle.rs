@@ -611,6 +611,15 @@ impl CraftingTable {
             ));
         }
         let ledger = &self.inner.ledger;
+        if let Some(of) = ledger.patch_of_verify_job(row.job.id.clone()).await? {
+            return Err(Error::invalid(
+                "verify_job",
+                format!(
+                    "job {job_id} verifies patch attempt {of}; its commit carries that \
+                     attempt's change, so ask for a patch on a job of the original branch"
+                ),
+            ));
+        }
         let findings = ledger.findings(row.job.id.clone()).await?;
         let has_agent = settings.agent.is_some();
         let finding = match finding_id {

@@ -433,6 +433,13 @@ fn hostile_diffs_are_refused_before_anything_is_written() {
         assert_eq!(p["status"], "apply_failed", "{what}: {p}");
         assert!(p["error"].as_str().expect("error").contains(named), "{what}: {p}");
     }
+    // A diff that would push one of the service's tokens.
+    let leak = format!("{GOOD_FIX}--- /dev/null\n+++ b/pkg/notes.py\n@@ -0,0 +1 @@\n+# {TOKEN}\n");
+    fx.reply(&leak, "notes");
+    let p = fx.attempt(job_id, target);
+    assert_eq!(p["status"], "apply_failed", "{p}");
+    assert!(p["error"].as_str().expect("error").contains("tokens"), "{p}");
+    assert!(!p.to_string().contains(TOKEN), "{p}");
     // A 50 MB diff.
     let mut huge = String::from(GOOD_FIX);
     huge.push_str("--- /dev/null\n+++ b/pkg/huge.py\n@@ -0,0 +1,800000 @@\n");
@@ -460,9 +467,13 @@ fn hostile_diffs_are_refused_before_anything_is_written() {
 }
 
 #[test]
-fn a_forge_that_fails_or_hangs_ends_the_attempt_in_error_without_a_stray_branch() {
+fn a_forge_that_fails_or_hangs_ends_the_attempt_in_error_and_says_where_the_branch_is() {
     let ruff = need_ruff!();
-    for (mode, expect) in [(Mode::Fail, "500"), (Mode::Hang, "2 s")] {
+    // A refusal deletes the pushed branch again; a lost answer keeps it,
+    // since the pull request may have been opened.
+    for (mode, expect, branch_kept) in
+        [(Mode::Fail, "500", false), (Mode::Hang, "did not answer within 2 s", true)]
+    {
         let fx = Fixture::new(ruff.clone(), mode, false, &[("CRAFTING_FORGE_TIMEOUT_SECS", "2")]);
         let unused = "import os\n\n\ndef area(width, height):\n    return width * height\n";
         fx.seed(&[("pkg/__init__.py", ""), ("pkg/core.py", unused)], None);
@@ -471,12 +482,85 @@ fn a_forge_that_fails_or_hangs_ends_the_attempt_in_error_without_a_stray_branch(
         let patch = fx.attempt(job["id"].as_str().expect("id"), finding(&findings, "F401"));
         assert_eq!(patch["status"], "error", "{mode:?}: {patch}");
         let e = patch["error"].as_str().expect("error");
-        assert!(e.contains(expect) && e.contains("deleted again"), "{mode:?}: {e}");
+        assert!(e.contains(expect), "{mode:?}: {e}");
         assert!(patch["pr_url"].is_null());
-        assert_eq!(fx.origin_branches(), vec!["main".to_owned()], "{mode:?}");
+        let branch = patch["branch"].as_str().expect("branch").to_owned();
+        if branch_kept {
+            assert!(e.contains("stays on the remote"), "{e}");
+            assert_eq!(fx.origin_branches(), vec![branch, "main".to_owned()], "{mode:?}");
+        } else {
+            assert!(e.contains("deleted again"), "{e}");
+            assert_eq!(fx.origin_branches(), vec!["main".to_owned()], "{mode:?}");
+        }
         assert_eq!(fx.gitea.seen().len(), 1, "{mode:?}");
         assert!(!e.contains(TOKEN));
     }
+}
+
+#[test]
+fn pull_requests_go_into_the_branch_the_job_ran_on() {
+    let ruff = need_ruff!();
+    let fx = Fixture::new(ruff, Mode::Create, true, &[]);
+    fx.seed(&[("pkg/__init__.py", ""), ("pkg/core.py", CLEAN_AREA)], None);
+    fx.project("app", false);
+    // A feature branch with the typo and an unrelated commit.
+    let work = fx.server.root.path().join("seed");
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(work.join("pkg/wip.py"), "WORK = 1\n").expect("write");
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "work in progress"]);
+    std::fs::write(work.join("pkg/core.py"), TYPO_AREA).expect("write");
+    git(&work, &["commit", "-qam", "typo"]);
+    let origin = fx.origin.display().to_string();
+    git(&work, &["push", "-q", &origin, "feature"]);
+    fx.reply(GOOD_FIX, "typo");
+
+    let id =
+        fx.server.enqueue(&fx.server.admin, "app", json!({"recipe": "lint", "ref": "feature"}));
+    fx.server.wait_job(&fx.server.admin, &id);
+    let (_, body) = fx.server.get(&format!("/jobs/{id}/findings"), &fx.server.admin);
+    let findings = body["findings"].as_array().expect("findings").clone();
+    let patch = fx.attempt(&id, finding(&findings, "F821"));
+    assert_eq!(patch["status"], "pr_opened", "{patch}");
+    let prs = fx.gitea.seen();
+    assert_eq!(prs[0].body["base"], "feature", "{:?}", prs[0].body);
+    let branch = patch["branch"].as_str().expect("branch");
+    let extra = git(&fx.origin, &["rev-list", "--count", &format!("feature..{branch}")]);
+    assert_eq!(extra, "1", "the pull request carries the fix only");
+
+    // A verify job is not patched: its commit carries an attempt's change.
+    let verify = patch["verify_job_id"].as_str().expect("verify job");
+    let (status, body) =
+        fx.server.post(&format!("/jobs/{verify}/patches"), &fx.server.admin, &json!({}));
+    assert_eq!(error_code(status, &body, 422), "verify_job");
+    assert_eq!(fx.agent_requests().len(), 1);
+}
+
+#[test]
+fn a_commit_that_is_not_on_the_base_branch_is_not_proposed() {
+    let ruff = need_ruff!();
+    let fx = Fixture::new(ruff, Mode::Create, true, &[]);
+    fx.seed(&[("pkg/__init__.py", ""), ("pkg/core.py", CLEAN_AREA)], None);
+    fx.project("app", false);
+    let work = fx.server.root.path().join("seed");
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(work.join("pkg/core.py"), TYPO_AREA).expect("write");
+    git(&work, &["commit", "-qam", "typo"]);
+    let origin = fx.origin.display().to_string();
+    git(&work, &["push", "-q", &origin, "feature"]);
+    let sha = git(&fx.origin, &["rev-parse", "feature"]);
+    fx.reply(GOOD_FIX, "typo");
+    let id = fx.server.enqueue(&fx.server.admin, "app", json!({"recipe": "lint", "ref": sha}));
+    fx.server.wait_job(&fx.server.admin, &id);
+    let (_, body) = fx.server.get(&format!("/jobs/{id}/findings"), &fx.server.admin);
+    let findings = body["findings"].as_array().expect("findings").clone();
+    let patch = fx.attempt(&id, finding(&findings, "F821"));
+    assert_eq!(patch["status"], "error", "{patch}");
+    let e = patch["error"].as_str().expect("error");
+    assert!(e.contains(&sha) && e.contains("\"main\""), "{e}");
+    assert!(fx.agent_requests().is_empty(), "nothing was drafted");
+    assert!(fx.gitea.seen().is_empty());
+    assert_eq!(fx.origin_branches(), vec!["feature".to_owned(), "main".to_owned()]);
 }
 
 #[test]
@@ -565,6 +649,7 @@ fn a_recipe_can_verify_only_the_files_a_fix_changed() {
         if project == "whole" {
             let e = patch["error"].as_str().expect("error");
             assert!(e.contains("exit code 1") && !e.contains("new finding"), "{e}");
+            assert!(e.contains("finding is gone") && e.contains("CRAFTING_CHANGED_FILES"), "{e}");
         }
     }
     // An ordinary job never gets the variable: the fast recipe lints everything.

@@ -113,10 +113,39 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_project_finished ON jobs(project, finished_at);
     CREATE INDEX patch_attempts_created ON patch_attempts(created_at);
     "#,
-    // 3: the patch loop's progress, fix source and lookups.
+    // 3: the patch loop's progress and fix source; attempt ids are never
+    // reused (AUTOINCREMENT), so an attempt of a deleted project can never
+    // be mistaken for a later one.
     r#"
-    ALTER TABLE patch_attempts ADD COLUMN stage TEXT NOT NULL DEFAULT 'done';
-    ALTER TABLE patch_attempts ADD COLUMN source TEXT;
+    CREATE TABLE patch_attempts_v3 (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id         TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        finding_id     INTEGER NOT NULL REFERENCES findings(id) ON DELETE CASCADE,
+        attempt_number INTEGER NOT NULL,
+        status         TEXT NOT NULL,
+        stage          TEXT NOT NULL DEFAULT 'done',
+        source         TEXT,
+        branch         TEXT,
+        diff           TEXT,
+        explanation    TEXT,
+        confidence     REAL,
+        verify_job_id  TEXT REFERENCES jobs(id) ON DELETE SET NULL,
+        pr_url         TEXT,
+        error          TEXT,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        UNIQUE (finding_id, attempt_number)
+    );
+    INSERT INTO patch_attempts_v3 (id, job_id, finding_id, attempt_number, status, branch, diff,
+                                   explanation, confidence, verify_job_id, pr_url, error,
+                                   created_at, updated_at)
+        SELECT id, job_id, finding_id, attempt_number, status, branch, diff, explanation,
+               confidence, verify_job_id, pr_url, error, created_at, updated_at
+        FROM patch_attempts;
+    DROP TABLE patch_attempts;
+    ALTER TABLE patch_attempts_v3 RENAME TO patch_attempts;
+    CREATE INDEX patch_attempts_job ON patch_attempts(job_id);
+    CREATE INDEX patch_attempts_created ON patch_attempts(created_at);
     CREATE INDEX patch_attempts_finding ON patch_attempts(finding_id);
     CREATE INDEX patch_attempts_verify_job ON patch_attempts(verify_job_id);
     CREATE INDEX patch_attempts_stage ON patch_attempts(stage);

@@ -5,6 +5,9 @@
 //! finding rows for the same lint, and counting those separately would draft
 //! the same fix again every night. An identity that has a pull request open,
 //! an attempt in progress, or the maximum number of attempts gets no more.
+//! Attempts that ended `error` (the agent, the forge or the engine failed,
+//! not the fix) do not count towards the maximum; automatic attempts leave
+//! an identity alone after one, until a person asks again.
 
 use std::collections::HashSet;
 
@@ -75,10 +78,40 @@ const PATCH_SELECT: &str = "SELECT pa.id, pa.job_id, j.project, pa.finding_id, p
      LEFT JOIN findings f ON f.id = pa.finding_id";
 
 /// What the attempts on one identity allow.
+#[derive(Default)]
 struct History {
+    /// Attempts that count towards the maximum (all but `error` ones).
+    counted: u32,
+    /// Every attempt, for numbering.
     attempts: u32,
     open_pr: Option<String>,
     in_progress: Option<i64>,
+    /// The newest attempt ended `error`.
+    last_failed_outside: bool,
+}
+
+impl History {
+    /// Adds the attempt in `r`, whose [`HISTORY_COLUMNS`] start at `at`
+    /// (attempts come oldest first).
+    fn add(&mut self, r: &Row<'_>, at: usize) -> rusqlite::Result<()> {
+        let id: i64 = r.get(at)?;
+        let status: String = r.get(at + 1)?;
+        let stage: String = r.get(at + 2)?;
+        let pr_url: Option<String> = r.get(at + 3)?;
+        self.attempts += 1;
+        let error = status == PatchStatus::Error.as_str();
+        if !error {
+            self.counted += 1;
+        }
+        self.last_failed_outside = error;
+        if stage != PatchStage::Done.as_str() {
+            self.in_progress = Some(id);
+        }
+        if status == PatchStatus::PrOpened.as_str() {
+            self.open_pr = Some(pr_url.unwrap_or_default());
+        }
+        Ok(())
+    }
 }
 
 impl Ledger {
@@ -119,13 +152,13 @@ impl Ledger {
                         ),
                     ));
                 }
-                if h.attempts >= req.max_attempts {
+                if h.counted >= req.max_attempts {
                     return Err(Error::conflict(
                         "attempts_exhausted",
                         format!(
                             "this finding has had {} patch attempts, the most allowed \
                              (CRAFTING_PATCHER_MAX_ATTEMPTS={}); fix it by hand",
-                            h.attempts, req.max_attempts
+                            h.counted, req.max_attempts
                         ),
                     ));
                 }
@@ -149,8 +182,9 @@ impl Ledger {
         self.get_patch(id).await?.map(|(p, _)| p).ok_or(Error::NotFound { what: "patch attempt" })
     }
 
-    /// Changes the given fields of an attempt.
-    pub async fn update_patch(&self, id: i64, u: PatchUpdate) -> Result<()> {
+    /// Changes the given fields of attempt `id` of job `job_id` (both must
+    /// match: an attempt whose project was deleted meanwhile changes nothing).
+    pub async fn update_patch(&self, id: i64, job_id: String, u: PatchUpdate) -> Result<()> {
         self.write(move |tx| {
             tx.execute(
                 "UPDATE patch_attempts SET
@@ -159,7 +193,7 @@ impl Ledger {
                     diff = COALESCE(?6, diff), explanation = COALESCE(?7, explanation),
                     confidence = COALESCE(?8, confidence), pr_url = COALESCE(?9, pr_url),
                     error = COALESCE(?10, error), updated_at = ?11
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND job_id = ?12",
                 params![
                     id,
                     u.status.map(PatchStatus::as_str),
@@ -171,7 +205,8 @@ impl Ledger {
                     u.confidence,
                     u.pr_url,
                     u.error,
-                    now()
+                    now(),
+                    job_id
                 ],
             )?;
             Ok(())
@@ -259,30 +294,37 @@ impl Ledger {
         .await
     }
 
-    /// Identities of the job's recipe lineage that may get no new attempt:
-    /// one in progress, one with a pull request, or `max_attempts` made.
+    /// Identities of the job's recipe lineage that get no automatic attempt:
+    /// one in progress, one with a pull request, `max_attempts` made, or
+    /// the last attempt ended `error`.
     pub async fn blocked_identities(&self, job: Job, max_attempts: u32) -> Result<HashSet<String>> {
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT f.identity, COUNT(*),
-                        SUM(pa.status IN ('pr_opened') OR pa.stage != 'done')
-                 FROM patch_attempts pa
-                 JOIN jobs j ON j.id = pa.job_id
-                 JOIN findings f ON f.id = pa.finding_id
+            let mut st = c.prepare_cached(&format!(
+                "SELECT f.identity, {HISTORY_COLUMNS} {HISTORY_FROM}
                  WHERE j.project = ?1 AND j.subproject = ?2 AND j.recipe = ?3
-                 GROUP BY f.identity",
-            )?;
-            let rows = st.query_map(params![job.project, job.subproject, job.recipe], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, u32>(2)?))
-            })?;
-            let mut blocked = HashSet::new();
-            for row in rows {
-                let (identity, attempts, busy) = row?;
-                if busy > 0 || attempts >= max_attempts {
-                    blocked.insert(identity);
+                 ORDER BY f.identity, pa.id"
+            ))?;
+            let mut rows = st.query(params![job.project, job.subproject, job.recipe])?;
+            let mut all: Vec<(String, History)> = Vec::new();
+            while let Some(r) = rows.next()? {
+                let identity: String = r.get(0)?;
+                if all.last().is_none_or(|(i, _)| *i != identity) {
+                    all.push((identity, History::default()));
+                }
+                if let Some((_, h)) = all.last_mut() {
+                    h.add(r, 1)?;
                 }
             }
-            Ok(blocked)
+            Ok(all
+                .into_iter()
+                .filter(|(_, h)| {
+                    h.in_progress.is_some()
+                        || h.open_pr.is_some()
+                        || h.counted >= max_attempts
+                        || h.last_failed_outside
+                })
+                .map(|(i, _)| i)
+                .collect())
         })
         .await
     }
@@ -299,6 +341,11 @@ impl Ledger {
     }
 }
 
+const HISTORY_COLUMNS: &str = "pa.id, pa.status, pa.stage, pa.pr_url";
+const HISTORY_FROM: &str = "FROM patch_attempts pa
+     JOIN jobs j ON j.id = pa.job_id
+     JOIN findings f ON f.id = pa.finding_id";
+
 /// The attempts so far on an identity.
 fn history(
     tx: &rusqlite::Transaction<'_>,
@@ -307,31 +354,15 @@ fn history(
     recipe: &str,
     identity: &str,
 ) -> Result<History> {
-    let mut st = tx.prepare_cached(
-        "SELECT pa.id, pa.status, pa.stage, pa.pr_url
-         FROM patch_attempts pa
-         JOIN jobs j ON j.id = pa.job_id
-         JOIN findings f ON f.id = pa.finding_id
-         WHERE j.project = ?1 AND j.subproject = ?2 AND j.recipe = ?3 AND f.identity = ?4",
-    )?;
-    let rows = st.query_map(params![project, subproject, recipe, identity], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    let mut h = History { attempts: 0, open_pr: None, in_progress: None };
-    for row in rows {
-        let (id, status, stage, pr_url) = row?;
-        h.attempts += 1;
-        if stage != PatchStage::Done.as_str() {
-            h.in_progress = Some(id);
-        }
-        if status == PatchStatus::PrOpened.as_str() {
-            h.open_pr = Some(pr_url.unwrap_or_default());
-        }
+    let mut st = tx.prepare_cached(&format!(
+        "SELECT {HISTORY_COLUMNS} {HISTORY_FROM}
+         WHERE j.project = ?1 AND j.subproject = ?2 AND j.recipe = ?3 AND f.identity = ?4
+         ORDER BY pa.id"
+    ))?;
+    let mut rows = st.query(params![project, subproject, recipe, identity])?;
+    let mut h = History::default();
+    while let Some(r) = rows.next()? {
+        h.add(r, 0)?;
     }
     Ok(h)
 }
@@ -375,4 +406,91 @@ fn patch_from_row(r: &Row<'_>) -> rusqlite::Result<(PatchAttempt, String)> {
         },
         r.get(24)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAPSHOT: &str = r#"{"recipe":"lint","command":"true","subproject":".","language":"python","timeout_secs":1}"#;
+
+    /// Seeds project `p` with job `j` holding one finding of identity `ident`;
+    /// returns the finding's id.
+    async fn seed(ledger: &Ledger, p: &str, j: &str, ident: &str) -> i64 {
+        let (p, j, ident) = (p.to_owned(), j.to_owned(), ident.to_owned());
+        ledger
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT OR IGNORE INTO projects (name, owner, git_url, languages, subprojects,
+                                                     notify, created_at, updated_at)
+                     VALUES (?1, 'o', '/x', '[]', '[]', '{}', 't', 't')",
+                    [&p],
+                )?;
+                tx.execute(
+                    "INSERT INTO jobs (id, project, subproject, recipe, status,
+                                       recipe_snapshot_json, log_path, created_at)
+                     VALUES (?1, ?2, '.', 'lint', 'failed', ?3, 'l', 't')",
+                    [&j, &p, &SNAPSHOT.to_owned()],
+                )?;
+                tx.execute(
+                    "INSERT INTO findings (job_id, kind, severity, tool, code, message,
+                                           fingerprint, identity, created_at)
+                     VALUES (?1, 'lint', 'warn', 'ruff', 'F401', 'm', 'f', ?2, 't')",
+                    [&j, &ident],
+                )?;
+                Ok(tx.last_insert_rowid())
+            })
+            .await
+            .unwrap()
+    }
+
+    fn new(job: &str, finding: i64) -> NewPatch {
+        NewPatch { job_id: job.to_owned(), finding_id: finding, max_attempts: 2 }
+    }
+
+    #[tokio::test]
+    async fn attempt_ids_are_never_reused_after_a_project_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("l.sqlite3"), 2).await.unwrap();
+        let f = seed(&ledger, "gone", "j1", "i").await;
+        let first = ledger.insert_patch(new("j1", f)).await.unwrap();
+        ledger.delete_project("gone".into()).await.unwrap();
+        let f = seed(&ledger, "kept", "j2", "i").await;
+        let second = ledger.insert_patch(new("j2", f)).await.unwrap();
+        assert!(second.id > first.id, "{} then {}", first.id, second.id);
+        // A late update of the deleted project's attempt touches nothing.
+        let stale = PatchUpdate::ended(PatchStatus::Error, Some("late".into()));
+        ledger.update_patch(first.id, "j1".into(), stale).await.unwrap();
+        let (now, _) = ledger.get_patch(second.id).await.unwrap().unwrap();
+        assert_eq!((now.status, now.stage), (PatchStatus::Drafted, PatchStage::Queued));
+    }
+
+    #[tokio::test]
+    async fn only_attempts_on_the_fix_count_towards_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("l.sqlite3"), 2).await.unwrap();
+        let f = seed(&ledger, "p", "j1", "same").await;
+        let end = |status| PatchUpdate::ended(status, Some("why".into()));
+        let a = ledger.insert_patch(new("j1", f)).await.unwrap();
+        // One in progress at a time.
+        let busy = ledger.insert_patch(new("j1", f)).await.unwrap_err();
+        assert_eq!(busy.code(), "patch_in_progress");
+        ledger.update_patch(a.id, "j1".into(), end(PatchStatus::Error)).await.unwrap();
+        let job = ledger.get_job("j1".into()).await.unwrap().unwrap().job;
+        // The forge failed: not counted, but no automatic retry either.
+        let blocked = ledger.blocked_identities(job.clone(), 2).await.unwrap();
+        assert!(blocked.contains("same"));
+        let b = ledger.insert_patch(new("j1", f)).await.unwrap();
+        assert_eq!(b.attempt_number, 2);
+        ledger.update_patch(b.id, "j1".into(), end(PatchStatus::VerifyFailed)).await.unwrap();
+        assert!(ledger.blocked_identities(job.clone(), 2).await.unwrap().is_empty());
+        // A later job's finding of the same identity shares the count.
+        let g = seed(&ledger, "p", "j2", "same").await;
+        let c = ledger.insert_patch(new("j2", g)).await.unwrap();
+        ledger.update_patch(c.id, "j2".into(), end(PatchStatus::ApplyFailed)).await.unwrap();
+        let out = ledger.insert_patch(new("j2", g)).await.unwrap_err();
+        assert_eq!(out.code(), "attempts_exhausted");
+        assert!(out.to_string().contains("2 patch attempts"), "{out}");
+        assert!(ledger.blocked_identities(job, 2).await.unwrap().contains("same"));
+    }
 }

@@ -988,19 +988,32 @@ async fn run_command(
             other => other,
         }
     };
+    let out = Captured::default();
+    let err = Captured::default();
+    let readers = (
+        tokio::spawn(out.clone().fill(stdout, MAX_REPLY_BYTES)),
+        tokio::spawn(err.clone().fill(stderr, MAX_STDERR_BYTES)),
+    );
     let run = async {
-        let (fed, out, err, status) = tokio::join!(
-            feed,
-            read_capped(stdout, MAX_REPLY_BYTES),
-            read_capped(stderr, MAX_STDERR_BYTES),
-            child.wait()
-        );
-        Ok::<_, io::Error>((fed?, out?, err?, status?))
+        let (fed, status) = tokio::join!(feed, child.wait());
+        fed?;
+        status
     };
     let outcome = tokio::time::timeout(timeout, run).await;
-    // Whatever happened, nothing of the command outlives this call.
+    // The command has ended (or timed out); output still in the pipes is
+    // read for a moment, then the group goes, closing pipes its leftovers
+    // held open. A process that left the group with the pipe open cannot
+    // hold the reply back past that moment either.
+    let drained = async {
+        let _ = readers.0.await;
+        let _ = readers.1.await;
+    };
+    let drained = tokio::time::timeout(DRAIN_GRACE, drained).await.is_ok();
     drop(group);
-    let ((), (out, out_overflow), (err, _), status) = match outcome {
+    if !drained {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = match outcome {
         Ok(result) => result.map_err(AgentError::Io)?,
         Err(_) => {
             let _ = child.wait().await;
@@ -1008,6 +1021,8 @@ async fn run_command(
             return Err(AgentError::Timeout { agent: "command", secs, attempts: 1 });
         }
     };
+    let (out, out_overflow) = out.take();
+    let (err, _) = err.take();
 
     if !status.success() {
         use std::os::unix::process::ExitStatusExt;
@@ -1031,24 +1046,33 @@ async fn run_command(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Reads `pipe` to its end, keeping the first `cap` bytes and discarding the
-/// rest so the writer never blocks; the flag says whether anything was lost.
-async fn read_capped(
-    pipe: Option<impl AsyncRead + Unpin>,
-    cap: usize,
-) -> io::Result<(Vec<u8>, bool)> {
-    let Some(mut pipe) = pipe else { return Ok((Vec::new(), false)) };
-    let mut kept = Vec::new();
-    let mut overflow = false;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = pipe.read(&mut buf).await?;
-        if n == 0 {
-            return Ok((kept, overflow));
+/// How long output still in a command's pipes is read after it exits.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// What has been read from one pipe so far, readable while the reader runs.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<(Vec<u8>, bool)>>);
+
+impl Captured {
+    /// Reads `pipe` to its end, keeping the first `cap` bytes and discarding
+    /// the rest so the writer never blocks; the flag records a loss.
+    async fn fill(self, pipe: Option<impl AsyncRead + Unpin>, cap: usize) {
+        let Some(mut pipe) = pipe else { return };
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let room = cap - kept.0.len();
+            kept.0.extend_from_slice(&buf[..n.min(room)]);
+            kept.1 |= n > room;
         }
-        let room = cap - kept.len();
-        kept.extend_from_slice(&buf[..n.min(room)]);
-        overflow |= n > room;
+    }
+
+    /// The bytes kept and whether any were lost.
+    fn take(&self) -> (Vec<u8>, bool) {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -1765,6 +1789,39 @@ mod tests {
         assert_eq!(reply.explanation, "dropped the return");
         let sent: AgentRequest = serde_json::from_slice(&std::fs::read(&got).unwrap()).unwrap();
         assert_eq!(sent, request());
+    }
+
+    #[tokio::test]
+    async fn children_holding_the_output_open_do_not_hold_the_reply_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let answer = dir.path().join("answer.json");
+        std::fs::write(&answer, reply_json()).unwrap();
+        let pids = dir.path().join("pids");
+        // One child stays in the group, one leaves it with setsid; both keep
+        // stdout open after the shell has answered and exited.
+        let body = format!(
+            "cat >/dev/null\ncat '{}'\nsleep 30 &\necho $! >> '{p}'\n\
+             setsid sh -c 'echo $$ >> \"$1\"; exec sleep 30' sh '{p}' &\n",
+            answer.display(),
+            p = pids.display()
+        );
+        let mut cfg = command_config(script(dir.path(), "agent.sh", &body));
+        cfg.timeout = Duration::from_secs(20);
+        let started = Instant::now();
+        let reply = ask(&cfg, &request()).await.unwrap();
+        assert_eq!(reply.diff, DIFF);
+        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+        // The child in the group is gone; the one that left it is ended here.
+        let listed = std::fs::read_to_string(&pids).unwrap();
+        let pids: Vec<i32> = listed.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        assert_eq!(pids.len(), 2, "{listed}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone(pids[0]) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(pids[0]), "the child in the command's group survived");
+        // SAFETY: kill(2) on a pid this test's command started.
+        unsafe { libc::kill(pids[1], libc::SIGKILL) };
     }
 
     #[tokio::test]

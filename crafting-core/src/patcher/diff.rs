@@ -223,6 +223,9 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Diff, DiffError> {
     if text.len() > max_bytes {
         return Err(DiffError::TooLarge { size: text.len(), limit: max_bytes });
     }
+    if let Some(n) = text.lines().position(|l| l.contains('\0')) {
+        return Err(DiffError::malformed(n + 1, "a NUL byte: binary content is not patched"));
+    }
     let files = read::files(text)?;
     if files.is_empty() {
         return Err(DiffError::NoChanges);

@@ -239,32 +239,35 @@ pub fn repo_of(git_url: &str) -> Option<(String, String)> {
     Some((owner.to_owned(), repo.to_owned()))
 }
 
-/// Which forge hosts `git_url`.
+/// Which configured forge hosts `git_url`.
 ///
 /// The URL's host is compared, without port and case, with the Gitea URL's
 /// host, then with `github.com` and the GitHub API's host. For the API host a
 /// leading `api.` is dropped too, so `api.github.com` names `github.com` and
 /// `api.acme.ghe.com` names `acme.ghe.com`; GitHub Enterprise Server serves
 /// its API under `https://<host>/api/v3`, whose host is the web host already.
-/// When no host matches (local paths have none), the one configured forge is
-/// taken: Gitea counts as configured with a URL, GitHub with a token. With
-/// both or neither configured, the answer is `None`.
+/// Only a configured forge is ever named (Gitea with a URL, GitHub with a
+/// token), and a URL with a host is never given to a forge of another host:
+/// its token would be sent there when pushing. A URL without a host (a local
+/// path, `file://`) goes to the one configured forge; with both or neither
+/// configured, or a host no forge serves, the answer is `None`.
 pub fn pick(cfg: &ForgeConfig, git_url: &str) -> Option<ForgeKind> {
-    if let Some(host) = host_of(git_url) {
-        if cfg.gitea_url.as_deref().and_then(host_of).is_some_and(|g| g == host) {
-            return Some(ForgeKind::Gitea);
-        }
-        let api = host_of(&cfg.github_api);
-        let web = api.as_deref().map(|a| a.strip_prefix("api.").unwrap_or(a));
-        if host == "github.com" || api.as_deref() == Some(&host) || web == Some(&host) {
-            return Some(ForgeKind::GitHub);
-        }
+    let gitea = cfg.gitea_url.as_deref().map(host_of);
+    let github = cfg.github_token.is_some();
+    let Some(host) = host_of(git_url) else {
+        return match (gitea.is_some(), github) {
+            (true, false) => Some(ForgeKind::Gitea),
+            (false, true) => Some(ForgeKind::GitHub),
+            _ => None,
+        };
+    };
+    if gitea.flatten().is_some_and(|g| g == host) {
+        return Some(ForgeKind::Gitea);
     }
-    match (cfg.gitea_url.is_some(), cfg.github_token.is_some()) {
-        (true, false) => Some(ForgeKind::Gitea),
-        (false, true) => Some(ForgeKind::GitHub),
-        _ => None,
-    }
+    let api = host_of(&cfg.github_api);
+    let web = api.as_deref().map(|a| a.strip_prefix("api.").unwrap_or(a));
+    let github_host = host == "github.com" || api.as_deref() == Some(&host) || web == Some(&host);
+    (github && github_host).then_some(ForgeKind::GitHub)
 }
 
 /// `(authority, path)` of a URL with a scheme or of an scp-like
@@ -662,10 +665,15 @@ mod tests {
             (&enterprise, "https://ghe.acme.internal/acme/widget.git", Some(ForgeKind::GitHub)),
             (&cloud, "https://acme.ghe.com/acme/widget.git", Some(ForgeKind::GitHub)),
             (&gitea_only, "/srv/git/acme/widget.git", Some(ForgeKind::Gitea)),
-            (&gitea_only, "https://github.com/acme/widget.git", Some(ForgeKind::GitHub)),
+            (&gitea_only, "http://127.0.0.1:3000/acme/widget.git", Some(ForgeKind::Gitea)),
+            // A host no configured forge serves never gets a token.
+            (&gitea_only, "https://github.com/acme/widget.git", None),
+            (&gitea_only, "http://localhost:3000/acme/widget.git", None),
+            (&gitea_only, "https://evil.example/acme/widget.git", None),
+            (&github_only, "https://gitea.example.org/acme/widget.git", None),
             (&github_only, "file:///srv/git/acme/widget", Some(ForgeKind::GitHub)),
             (&none, "/srv/git/acme/widget.git", None),
-            (&none, "https://github.com/acme/widget.git", Some(ForgeKind::GitHub)),
+            (&none, "https://github.com/acme/widget.git", None),
         ];
         for (cfg, url, want) in cases {
             assert_eq!(pick(cfg, url), want, "{url} with {cfg:?}");

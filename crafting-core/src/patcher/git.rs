@@ -102,3 +102,42 @@ pub fn commit(
         .map_err(|e| Error::git("commit", e))?;
     Ok(oid.to_string())
 }
+
+/// The branch a fix of a job at `sha` goes into: the branch the job asked
+/// for when it named one, else `default_branch`. The job's commit must be on
+/// that branch as last fetched, or the pull request would carry commits
+/// nobody asked to merge; `Ok(Err(why))` says so.
+pub fn pr_base(
+    clone: &Path,
+    sha: &str,
+    git_ref: Option<&str>,
+    default_branch: &str,
+) -> Result<std::result::Result<String, String>> {
+    let repo = Repository::open_bare(clone).map_err(|e| Error::git("open", e))?;
+    let tip = |branch: &str| {
+        repo.find_reference(&format!("refs/remotes/origin/{branch}"))
+            .and_then(|r| r.peel_to_commit())
+            .map(|c| c.id())
+            .ok()
+    };
+    let asked = git_ref.map(|r| r.strip_prefix("refs/heads/").unwrap_or(r));
+    let base = match asked.filter(|b| tip(b).is_some()) {
+        Some(branch) => branch.to_owned(),
+        None => default_branch.to_owned(),
+    };
+    let Some(head) = tip(&base) else {
+        return Ok(Err(format!("the branch {base:?} is not in the remote repository any more")));
+    };
+    let oid = Oid::from_str(sha).map_err(|e| Error::git("read commit", e))?;
+    let on_branch = head == oid
+        || repo.graph_descendant_of(head, oid).map_err(|e| Error::git("merge base", e))?;
+    if on_branch {
+        Ok(Ok(base))
+    } else {
+        Ok(Err(format!(
+            "the job's commit {sha} is not on the branch {base:?}: a pull request into it would \
+             carry other commits besides the fix; run the recipe on {base:?} (or on a branch \
+             holding the commit) and ask for the patch on that job"
+        )))
+    }
+}

@@ -43,7 +43,7 @@ pub fn actionable(f: &FindingRecord) -> std::result::Result<(), String> {
         Kind::Cve if f.suggested_fix.is_some() => Ok(()),
         Kind::Cve => Err("the advisory names no fixed version to move to".to_owned()),
         Kind::TestFail | Kind::RecipeFail => Err(format!(
-            "{} findings are not patched: only lint findings with a file and line, and \
+            "findings of kind {} are not patched: only lint findings with a file and line, and \
              vulnerabilities with a fixed version, are",
             f.kind.as_str()
         )),
@@ -98,7 +98,11 @@ impl Patcher {
     /// A patcher over the engine's shared state.
     pub(crate) fn new(engine: Arc<Shared>, runner: Addr<Runner>) -> Patcher {
         let settings = engine.config.patcher.clone();
-        let secrets = settings.secrets();
+        let mut secrets = settings.secrets();
+        // The first admin bearer sits in a file an agent could read.
+        if let Ok(bearer) = std::fs::read_to_string(engine.config.admin_bearer_path()) {
+            secrets.extend(Some(bearer.trim().to_owned()).filter(|b| b.len() >= 8));
+        }
         Patcher {
             ctx: Arc::new(Ctx { engine, runner, settings, secrets }),
             queues: HashMap::new(),
@@ -128,9 +132,26 @@ impl Actor for Patcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if !self.ctx.settings.enabled() {
+        let settings = &self.ctx.settings;
+        if !settings.enabled() {
+            tracing::info!(
+                "patch loop off: no forge configured (CRAFTING_GITEA_URL and _TOKEN, or CRAFTING_GITHUB_TOKEN)"
+            );
             return;
         }
+        let forges: Vec<&str> = [
+            settings.forge.gitea_url.as_deref().map(|_| "gitea"),
+            settings.forge.github_token.as_deref().map(|_| "github"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        tracing::info!(
+            forges = %forges.join(","),
+            agent = settings.agent.as_ref().map_or("none (tool fixes only)", |a| a.kind.as_str()),
+            max_attempts = settings.max_attempts,
+            "patch loop on"
+        );
         // Drafts after jobs of projects with auto_patch.
         let mut events = self.ctx.engine.events.subscribe();
         let run = self.ctx.clone();
@@ -236,19 +257,25 @@ async fn auto_patch(ctx: &Ctx, me: &Addr<Patcher>, job: Job) {
 }
 
 /// At start-up: attempts that never began are queued again; attempts cut
-/// off half-way by a stop of the service end as `error`, saying where.
+/// off half-way by a stop of the service end as `error`, saying where (and,
+/// for one cut off while delivering, that its branch and pull request may
+/// exist).
 pub(crate) async fn sweep(ledger: &crate::ledger::Ledger, me: &Addr<Patcher>) -> Result<()> {
     for pa in ledger.unfinished_patches().await? {
         if pa.stage == PatchStage::Queued {
             me.do_send(Submit { project: pa.project.clone(), attempt_id: pa.id });
             continue;
         }
-        let why = format!(
-            "the service stopped while the attempt was {}; ask for a new attempt",
-            pa.stage.as_str()
-        );
+        let mut why = format!("the service stopped while the attempt was {}", pa.stage.as_str());
+        match (pa.stage, &pa.branch) {
+            (PatchStage::Delivering, Some(branch)) => why.push_str(&format!(
+                "; the branch {branch} may have been pushed and its pull request opened: look on                  the forge before asking again"
+            )),
+            _ => why.push_str("; ask for a new attempt"),
+        }
         tracing::warn!(patch = pa.id, "{why}");
-        ledger.update_patch(pa.id, PatchUpdate::ended(PatchStatus::Error, Some(why))).await?;
+        let ended = PatchUpdate::ended(PatchStatus::Error, Some(why));
+        ledger.update_patch(pa.id, pa.job_id.clone(), ended).await?;
     }
     Ok(())
 }
@@ -296,7 +323,7 @@ mod tests {
         let unfixed = actionable(&record(4, Kind::Cve, Severity::Error, None, None));
         assert!(unfixed.unwrap_err().contains("fixed version"));
         let test = actionable(&record(5, Kind::TestFail, Severity::Error, Some("t.py"), None));
-        assert!(test.unwrap_err().starts_with("test_fail findings are not patched"));
+        assert!(test.unwrap_err().starts_with("findings of kind test_fail are not patched"));
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl PatcherConfig {
         }
         if let Some(v) = get("CRAFTING_FORGE_TIMEOUT_SECS") {
             c.forge.timeout =
-                Duration::from_secs(number("CRAFTING_FORGE_TIMEOUT_SECS", &v)?.max(1));
+                Duration::from_secs(within("CRAFTING_FORGE_TIMEOUT_SECS", &v, 1, 3600)?);
         }
         match (&c.forge.gitea_url, &c.forge.gitea_token) {
             (Some(_), None) => return Err(missing("CRAFTING_GITEA_TOKEN", "CRAFTING_GITEA_URL")),
@@ -96,10 +96,11 @@ impl PatcherConfig {
             c.branch_prefix = v;
         }
         if let Some(v) = get("CRAFTING_PATCHER_MAX_ATTEMPTS") {
-            c.max_attempts = number("CRAFTING_PATCHER_MAX_ATTEMPTS", &v)?.clamp(1, 100) as u32;
+            c.max_attempts = within("CRAFTING_PATCHER_MAX_ATTEMPTS", &v, 1, 100)? as u32;
         }
         if let Some(v) = get("CRAFTING_PATCHER_MAX_DIFF_BYTES") {
-            c.max_diff_bytes = number("CRAFTING_PATCHER_MAX_DIFF_BYTES", &v)?.max(1) as usize;
+            c.max_diff_bytes =
+                within("CRAFTING_PATCHER_MAX_DIFF_BYTES", &v, 1, 64 * 1024 * 1024)? as usize;
         }
         if let Some(v) = get("CRAFTING_PATCHER_AUTHOR") {
             (c.author_name, c.author_email) = author(&v)?;
@@ -157,10 +158,10 @@ fn agent_from(get: &impl Fn(&str) -> Option<String>) -> Result<Option<AgentConfi
         ..AgentConfig::new(kind)
     };
     if let Some(v) = get("CRAFTING_AGENT_TIMEOUT_SECS") {
-        a.timeout = Duration::from_secs(number("CRAFTING_AGENT_TIMEOUT_SECS", &v)?.max(1));
+        a.timeout = Duration::from_secs(within("CRAFTING_AGENT_TIMEOUT_SECS", &v, 1, 3600)?);
     }
     if let Some(v) = get("CRAFTING_AGENT_RETRIES") {
-        a.retries = number("CRAFTING_AGENT_RETRIES", &v)?.min(10) as u32;
+        a.retries = within("CRAFTING_AGENT_RETRIES", &v, 0, 10)? as u32;
     }
     match kind {
         AgentKind::Command if a.command.is_none() => {
@@ -218,9 +219,15 @@ fn author(v: &str) -> Result<(String, String)> {
     Ok((name.to_owned(), email.to_owned()))
 }
 
-fn number(var: &str, v: &str) -> Result<u64> {
-    v.parse()
-        .map_err(|_| Error::invalid("invalid_config", format!("{var}={v:?} is not a whole number")))
+/// A whole number from `low` to `high`, or an error naming the variable and the range.
+fn within(var: &str, v: &str, low: u64, high: u64) -> Result<u64> {
+    match v.parse::<u64>() {
+        Ok(n) if (low..=high).contains(&n) => Ok(n),
+        _ => Err(Error::invalid(
+            "invalid_config",
+            format!("{var}={v:?} must be a whole number from {low} to {high}"),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +260,15 @@ mod tests {
         assert!(e.to_string().contains("openai, anthropic or command"), "{e}");
         let e = read(&[("CRAFTING_AGENT_COMMAND", "fix.sh")]).unwrap_err();
         assert!(e.to_string().contains("CRAFTING_AGENT_KIND"), "{e}");
+        for (var, bad) in [
+            ("CRAFTING_PATCHER_MAX_ATTEMPTS", "0"),
+            ("CRAFTING_PATCHER_MAX_ATTEMPTS", "1000"),
+            ("CRAFTING_PATCHER_MAX_DIFF_BYTES", "0"),
+            ("CRAFTING_FORGE_TIMEOUT_SECS", "ten"),
+        ] {
+            let e = read(&[(var, bad)]).unwrap_err();
+            assert!(e.to_string().contains(var) && e.to_string().contains("from"), "{e}");
+        }
         let e = read(&[("CRAFTING_PATCHER_AUTHOR", "bot")]).unwrap_err();
         assert!(e.to_string().contains("Name <email>"), "{e}");
         let e = read(&[("CRAFTING_PATCHER_BRANCH_PREFIX", "bad..prefix/")]).unwrap_err();

@@ -120,7 +120,10 @@ fn plan_delete(files: &mut Workspace, path: &str, patch: &FilePatch) -> Result<(
 /// A file changed in place: its hunks applied to the current content.
 fn plan_modify(files: &mut Workspace, path: &str, patch: &FilePatch) -> Result<(), DiffError> {
     let Some(current) = files.get(path)? else {
-        return Err(DiffError::does_not_apply(path, "the file does not exist"));
+        return Err(DiffError::does_not_apply(
+            path,
+            "the file does not exist (paths in a diff are relative to the repository root)",
+        ));
     };
     let updated =
         apply_hunks(&current, &patch.hunks).map_err(|why| DiffError::does_not_apply(path, why))?;

@@ -144,8 +144,9 @@ impl<'a> Reader<'a> {
                     head.new_mode.get_or_insert(m);
                 }
             } else if line.starts_with("rename ") || line.starts_with("copy ") {
+                let named = if path.is_empty() { line.trim() } else { path };
                 return Err(DiffError::unsupported(
-                    path,
+                    named,
                     "renames and copies are not supported; delete and create the file instead",
                 ));
             } else if line.starts_with("GIT binary patch") || line.starts_with("Binary files ") {

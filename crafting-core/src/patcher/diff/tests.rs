@@ -511,7 +511,6 @@ fn hostile_paths_are_refused_before_anything_is_written() {
         (".git/hooks/pre-commit", "`.git`"),
         (".GIT/config", "`.git`"),
         ("sub/.Git/config", "`.git`"),
-        ("nul\0byte", "NUL"),
         ("..\\outside", "backslashes"),
     ];
     for (path, why) in cases {
@@ -608,6 +607,13 @@ fn binary_patches_renames_and_copies_are_refused() {
         assert!(matches!(err, DiffError::Unsupported { .. }), "{text}: {err}");
         assert!(err.to_string().contains(why), "{text}: {err}");
     }
+    // Binary bytes written as hunk lines are refused too.
+    let nul = "--- /dev/null\n+++ b/data.txt\n@@ -0,0 +1 @@\n+a\0b\u{1}\n";
+    let err = refused(dir.path(), nul);
+    assert!(err.to_string().contains("NUL byte"), "{err}");
+    // A rename without a git header still names what it renames.
+    let err = refused(dir.path(), "diff --git a/f b/g\nrename from f\nrename to g\n");
+    assert!(!err.to_string().contains("\"\""), "{err}");
 }
 
 #[test]
