@@ -57,11 +57,15 @@ git -C "$work/repos/small" init -q -b main
 echo hello > "$work/repos/small/file.txt"
 git -C "$work/repos/small" add -A
 git -C "$work/repos/small" -c user.name=Bench -c user.email=bench@example.org commit -qm one
+# The binary cargo built above, wherever CARGO_TARGET_DIR puts it.
+target=${CARGO_TARGET_DIR:-target}
+[[ $target == /* ]] || target=$PWD/$target
+bin=$target/release/crafting-table
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (
     cd "$work"
     CRAFTING_BIND=127.0.0.1:$port CRAFTING_LOCAL_GIT_ROOTS="$work/repos" RUST_LOG=warn \
-        exec "$OLDPWD/target/release/crafting-table" serve >"$work/server.log" 2>&1
+        exec "$bin" serve >"$work/server.log" 2>&1
 ) &
 server=$!
 for _ in $(seq 1 100); do
