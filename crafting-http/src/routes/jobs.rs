@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use crafting_core::{JobFilter, JobRequest, JobStatus};
+use crafting_core::{FindingRecord, Job, JobFilter, JobRequest, JobStatus};
 use serde_json::json;
 
 use super::ok;
@@ -42,7 +42,11 @@ pub async fn list(
         limit: q.limit()?,
     };
     let jobs = state.table.list_jobs(&caller, filter).await?;
-    Ok(ok(StatusCode::OK, json!({"jobs": jobs})))
+    #[derive(serde::Serialize)]
+    struct Body {
+        jobs: Vec<Job>,
+    }
+    Ok(ok(StatusCode::OK, Body { jobs }))
 }
 
 /// Reads a `status` query value.
@@ -68,7 +72,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     Query::parse(&req, &[])?;
     let view = state.table.get_job(&caller, &id).await?;
-    Ok(ok(StatusCode::OK, json!({"job": view.job, "log_tail": view.log_tail})))
+    Ok(ok(StatusCode::OK, view))
 }
 
 /// `POST /jobs/{id}/cancel`: stops a queued or running job; 409 once it has ended.
@@ -131,7 +135,12 @@ pub async fn findings(
     match q.get("compare") {
         None => {
             let findings = state.table.findings(&caller, &id).await?;
-            Ok(ok(StatusCode::OK, json!({"job_id": id.as_str(), "findings": findings})))
+            #[derive(serde::Serialize)]
+            struct Body<'a> {
+                job_id: &'a str,
+                findings: Vec<FindingRecord>,
+            }
+            Ok(ok(StatusCode::OK, Body { job_id: id.as_str(), findings }))
         }
         Some(base) => {
             let base = match base {
