@@ -1,7 +1,9 @@
 //! The SQLite ledger: tokens, projects, jobs, findings.
 //!
-//! Connections come from a deadpool-sqlite pool; every query runs on the
-//! pool's blocking threads through `interact`, never on an async thread. Each
+//! Connections come from a deadpool pool (rusqlite as deadpool-sqlite
+//! bundles it, with a connection manager of our own, `ConnectionManager`);
+//! every query runs on Tokio's blocking threads through `interact`, never on
+//! an async thread. Each
 //! connection is set up with WAL, `synchronous=NORMAL`, foreign keys and a
 //! busy timeout. Every transaction that writes begins IMMEDIATE, so the write
 //! lock is taken up front and a read-then-write never fails half-way with
@@ -12,14 +14,15 @@ mod patches;
 
 pub use patches::{NewPatch, PatchUpdate};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
+use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use deadpool_sqlite::rusqlite::{
     self, Connection, OptionalExtension, Row, TransactionBehavior, params,
 };
-use deadpool_sqlite::{Hook, HookError, Pool, Runtime};
+use deadpool_sync::SyncWrapper;
 
 use crate::error::{Error, Result};
 use crate::model::{
@@ -38,6 +41,41 @@ const CONNECTION_SETUP: &str = "PRAGMA journal_mode = WAL;
      PRAGMA foreign_keys = ON;
      PRAGMA busy_timeout = 10000;";
 
+/// Opens the ledger's connections for the pool.
+///
+/// deadpool-sqlite's own manager checks every connection before handing it
+/// out again by running `SELECT $1` on a blocking thread, so each ledger call
+/// crossed threads twice; that round trip cost as much as the small queries
+/// the service mostly runs. A connection to a local SQLite file does not go
+/// stale, so this manager only refuses one whose lock was poisoned by a panic.
+struct ConnectionManager {
+    path: PathBuf,
+}
+
+impl deadpool::managed::Manager for ConnectionManager {
+    type Type = SyncWrapper<Connection>;
+    type Error = rusqlite::Error;
+
+    async fn create(&self) -> std::result::Result<Self::Type, Self::Error> {
+        let path = self.path.clone();
+        SyncWrapper::new(deadpool::Runtime::Tokio1, move || {
+            let conn = Connection::open(path)?;
+            conn.execute_batch(CONNECTION_SETUP)?;
+            Ok(conn)
+        })
+        .await
+    }
+
+    async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> RecycleResult<Self::Error> {
+        if conn.is_mutex_poisoned() {
+            return Err(RecycleError::message("a query panicked while holding the connection"));
+        }
+        Ok(())
+    }
+}
+
+type Pool = deadpool::managed::Pool<ConnectionManager>;
+
 /// A handle to the ledger; cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
@@ -45,7 +83,7 @@ pub struct Ledger {
 }
 
 /// Owns the pool so that its connections are always closed inside a Tokio
-/// runtime: deadpool-sqlite hands each connection's drop to Tokio's blocking
+/// runtime: deadpool-sync hands each connection's drop to Tokio's blocking
 /// pool and panics when there is none, which happens when the last handle
 /// goes away while an actix system is tearing its runtime down.
 struct PoolOwner(Option<Pool>);
@@ -132,19 +170,10 @@ impl JobOutcome {
 impl Ledger {
     /// Opens (creating when needed) the ledger file and applies pending migrations.
     pub async fn open(path: &Path, max_connections: usize) -> Result<Ledger> {
-        let cfg = deadpool_sqlite::Config::new(path);
-        let pool = cfg
-            .builder(Runtime::Tokio1)
-            .map_err(|e| Error::Pool(e.to_string()))?
+        let manager = ConnectionManager { path: path.to_path_buf() };
+        let pool = Pool::builder(manager)
+            .runtime(deadpool::Runtime::Tokio1)
             .max_size(max_connections.max(2))
-            .post_create(Hook::async_fn(|conn, _| {
-                Box::pin(async move {
-                    conn.interact(|c| c.execute_batch(CONNECTION_SETUP))
-                        .await
-                        .map_err(|e| HookError::message(e.to_string()))?
-                        .map_err(HookError::Backend)
-                })
-            }))
             .build()
             .map_err(|e| Error::Pool(e.to_string()))?;
         let ledger = Ledger { pool: Arc::new(PoolOwner(Some(pool))) };
