@@ -458,8 +458,8 @@ impl CraftingTable {
                 .ledger
                 .list_jobs(JobFilter { status: Some(status), ..filter.clone() }, None)
                 .await?;
-            for row in jobs {
-                let _ = self.cancel_job(&Caller::admin("system"), &row.job.id).await;
+            for job in jobs {
+                let _ = self.cancel_job(&Caller::admin("system"), &job.id).await;
             }
         }
         let logs = self.inner.ledger.delete_project(name.to_owned()).await?;
@@ -577,7 +577,7 @@ impl CraftingTable {
     /// Jobs newest first: the caller's (every job for an admin), filtered.
     pub async fn list_jobs(&self, caller: &Caller, filter: JobFilter) -> Result<Vec<Job>> {
         let owner = (!caller.is_admin).then(|| caller.token.clone());
-        Ok(self.inner.ledger.list_jobs(filter, owner).await?.into_iter().map(|r| r.job).collect())
+        self.inner.ledger.list_jobs(filter, owner).await
     }
 
     // ----- patches ------------------------------------------------------------------------

@@ -530,7 +530,11 @@ impl Ledger {
     }
 
     /// Jobs newest first, filtered; only `owner`'s projects when given.
-    pub async fn list_jobs(&self, filter: JobFilter, owner: Option<String>) -> Result<Vec<JobRow>> {
+    ///
+    /// Only the client's view of each job is read: the list is the API's
+    /// busiest query, and without the engine-side columns it needs no join
+    /// with `projects` unless the owner filter asks for one.
+    pub async fn list_jobs(&self, filter: JobFilter, owner: Option<String>) -> Result<Vec<Job>> {
         let limit = clamp_limit(filter.limit);
         self.read(move |c| {
             // Only the filters in use go into the query, so SQLite can pick
@@ -538,13 +542,13 @@ impl Ledger {
             let mut w = Where::default();
             w.eq("jobs.project", filter.project);
             w.eq("jobs.status", filter.status.map(|s| s.as_str().to_owned()));
-            w.eq("p.owner", owner);
+            w.with(owner, |n| format!("jobs.project IN (SELECT name FROM projects WHERE owner = ?{n})"));
             let mut st = c.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
-                 {} ORDER BY jobs.id DESC LIMIT {limit}",
+                "SELECT {JOB_RECORD_COLUMNS} FROM jobs {} ORDER BY jobs.id DESC LIMIT {limit}",
                 w.sql()
             ))?;
-            let rows = st.query_map(rusqlite::params_from_iter(w.args.iter()), job_from_row)?;
+            let rows =
+                st.query_map(rusqlite::params_from_iter(w.args.iter()), job_record_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -921,7 +925,7 @@ fn digest_run_from_row(r: &Row<'_>) -> rusqlite::Result<DigestRun> {
     Ok(DigestRun {
         date: r.get(0)?,
         project: r.get(1)?,
-        recipients: parse_json(2, r.get(2)?)?,
+        recipients: parse_json(r, 2)?,
         status: r.get(3)?,
         error: r.get(4)?,
         sent_at: r.get(5)?,
@@ -973,9 +977,14 @@ struct Where {
 impl Where {
     /// Adds `column = value` when a value is given.
     fn eq(&mut self, column: &str, value: Option<String>) {
+        self.with(value, |n| format!("{column} = ?{n}"));
+    }
+
+    /// Adds the clause `clause(n)`, whose `?n` is `value`, when a value is given.
+    fn with(&mut self, value: Option<String>, clause: impl FnOnce(usize) -> String) {
         if let Some(v) = value {
             self.args.push(v);
-            self.clauses.push(format!("{column} = ?{}", self.args.len()));
+            self.clauses.push(clause(self.args.len()));
         }
     }
 
@@ -1014,8 +1023,9 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("in-memory records serialise")
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(idx: usize, s: String) -> rusqlite::Result<T> {
-    serde_json::from_str(&s).map_err(|e| {
+/// Parses the JSON text in column `idx`, read in place rather than copied out.
+fn parse_json<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    serde_json::from_str(r.get_ref(idx)?.as_str()?).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
     })
 }
@@ -1024,7 +1034,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<Token> {
     Ok(Token {
         name: r.get(0)?,
         is_admin: r.get(1)?,
-        ip_cidrs: parse_json(2, r.get(2)?)?,
+        ip_cidrs: parse_json(r, 2)?,
         created_at: r.get(3)?,
         revoked_at: r.get(4)?,
     })
@@ -1035,8 +1045,8 @@ const PROJECT_COLUMNS: &str = "name, owner, git_url, default_branch, languages, 
 
 fn project_from_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
     let git_url: String = r.get(2)?;
-    let subprojects: Vec<Subproject> = parse_json(5, r.get(5)?)?;
-    let notify: Notify = parse_json(6, r.get(6)?)?;
+    let subprojects: Vec<Subproject> = parse_json(r, 5)?;
+    let notify: Notify = parse_json(r, 6)?;
     Ok(ProjectRow {
         id: r.get(9)?,
         project: Project {
@@ -1044,7 +1054,7 @@ fn project_from_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
             owner: r.get(1)?,
             git_url: redact_credentials(&git_url),
             default_branch: r.get(3)?,
-            languages: parse_json(4, r.get(4)?)?,
+            languages: parse_json(r, 4)?,
             subprojects,
             notify,
             created_at: r.get(7)?,
@@ -1054,42 +1064,57 @@ fn project_from_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
     })
 }
 
-const JOB_COLUMNS: &str = "jobs.id, jobs.project, jobs.subproject, jobs.recipe, jobs.git_ref, \
-    jobs.sha, jobs.status, jobs.exit_code, jobs.reason, jobs.recipe_snapshot_json, jobs.log_path, \
-    jobs.log_bytes, jobs.findings_count, jobs.pgid, jobs.pgid_start_ticks, jobs.created_at, \
-    jobs.started_at, jobs.finished_at, p.owner";
+/// The columns of a job as clients see it, in the order [`job_record_from_row`]
+/// reads them (a macro, so that [`JOB_COLUMNS`] can extend it with `concat!`).
+macro_rules! job_record_columns {
+    () => {
+        "jobs.id, jobs.project, jobs.subproject, jobs.recipe, jobs.git_ref, jobs.sha, \
+         jobs.status, jobs.exit_code, jobs.reason, jobs.recipe_snapshot_json, jobs.log_bytes, \
+         jobs.findings_count, jobs.created_at, jobs.started_at, jobs.finished_at"
+    };
+}
 
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
-    let status: String = r.get(6)?;
-    let status = JobStatus::parse(&status).ok_or_else(|| {
+const JOB_RECORD_COLUMNS: &str = job_record_columns!();
+
+/// The record columns, then the engine's own: log path, process group, owner.
+const JOB_COLUMNS: &str =
+    concat!(job_record_columns!(), ", jobs.log_path, jobs.pgid, jobs.pgid_start_ticks, p.owner");
+
+fn job_record_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let status = r.get_ref(6)?.as_str()?;
+    let status = JobStatus::parse(status).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             6,
             rusqlite::types::Type::Text,
             format!("unknown job status {status:?}").into(),
         )
     })?;
-    let snapshot: RecipeSnapshot = parse_json(9, r.get(9)?)?;
+    let snapshot: RecipeSnapshot = parse_json(r, 9)?;
+    Ok(Job {
+        id: r.get(0)?,
+        project: r.get(1)?,
+        subproject: r.get(2)?,
+        recipe: r.get(3)?,
+        git_ref: r.get(4)?,
+        sha: r.get(5)?,
+        status,
+        exit_code: r.get(7)?,
+        reason: r.get(8)?,
+        recipe_snapshot: snapshot,
+        log_bytes: r.get::<_, i64>(10)? as u64,
+        findings_count: r.get::<_, i64>(11)? as u64,
+        created_at: r.get(12)?,
+        started_at: r.get(13)?,
+        finished_at: r.get(14)?,
+    })
+}
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
-        job: Job {
-            id: r.get(0)?,
-            project: r.get(1)?,
-            subproject: r.get(2)?,
-            recipe: r.get(3)?,
-            git_ref: r.get(4)?,
-            sha: r.get(5)?,
-            status,
-            exit_code: r.get(7)?,
-            reason: r.get(8)?,
-            recipe_snapshot: snapshot,
-            log_bytes: r.get::<_, i64>(11)? as u64,
-            findings_count: r.get::<_, i64>(12)? as u64,
-            created_at: r.get(15)?,
-            started_at: r.get(16)?,
-            finished_at: r.get(17)?,
-        },
-        log_path: r.get(10)?,
-        pgid: r.get(13)?,
-        pgid_start_ticks: r.get::<_, Option<i64>>(14)?.map(|t| t as u64),
+        job: job_record_from_row(r)?,
+        log_path: r.get(15)?,
+        pgid: r.get(16)?,
+        pgid_start_ticks: r.get::<_, Option<i64>>(17)?.map(|t| t as u64),
         owner: r.get(18)?,
     })
 }
