@@ -154,6 +154,12 @@ impl Workspace {
 
     /// Fetches `url` into the project's bare clone, resolves `git_ref` (or the
     /// default branch) to a commit, and checks it out in a new worktree for `job_id`.
+    ///
+    /// A full 40-hex commit id that the clone already holds is checked out
+    /// without contacting the remote: a commit id names the same tree
+    /// forever, so a fetch could not change the outcome. Branches, tags and
+    /// abbreviated ids are always fetched first, so a branch builds its
+    /// current tip.
     pub fn materialize(
         &self,
         project: &str,
@@ -177,8 +183,13 @@ impl Workspace {
         group: Option<u32>,
     ) -> Result<Materialized> {
         let repo = self.clone_for(project, group)?;
-        let detected = fetch(&repo, url)?;
-        let oid = resolve(&repo, git_ref, default_branch.or(detected.as_deref()))?;
+        let (oid, detected) = match known_commit(&repo, git_ref) {
+            Some(oid) => (oid, None),
+            None => {
+                let detected = fetch(&repo, url)?;
+                (resolve(&repo, git_ref, default_branch.or(detected.as_deref()))?, detected)
+            }
+        };
         let path = self.worktree_path(project, job_id);
         add_worktree(&repo, job_id, &path, oid)?;
         Ok(Materialized { path, sha: oid.to_string(), default_branch: detected })
@@ -379,6 +390,22 @@ fn fetch(repo: &Repository, url: &str) -> Result<Option<String>> {
         .and_then(|b| b.as_str().ok().map(str::to_owned))
         .and_then(|b| b.strip_prefix("refs/heads/").map(str::to_owned));
     Ok(detected)
+}
+
+/// The commit a ref names when it is a full 40-hex commit id already in the
+/// clone, and no fetched branch or tag carries that same name (which
+/// [`resolve`] would prefer).
+fn known_commit(repo: &Repository, git_ref: Option<&str>) -> Option<Oid> {
+    let r = git_ref?;
+    if r.len() != 40 || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let named = |prefix: &str| repo.find_reference(&format!("{prefix}{r}")).is_ok();
+    if named("refs/remotes/origin/") || named("refs/tags/") {
+        return None;
+    }
+    let oid = Oid::from_str(r).ok()?;
+    repo.find_object(oid, None).and_then(|o| o.peel_to_commit()).map(|c| c.id()).ok()
 }
 
 /// Resolves a user ref (branch, tag, or hex commit id) to a commit.

@@ -62,6 +62,50 @@ async fn job_runs_at_the_requested_commit_in_the_subproject_folder() {
 }
 
 #[actix_rt::test]
+async fn a_known_commit_builds_without_the_remote_and_a_branch_always_fetches() {
+    let fx = Fixture::new();
+    let repo = fx.repo("gone", &[("a.txt", "one\n")]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    let t = fx.start().await;
+    let cmd = "echo \"content=$(cat a.txt)\"";
+    t.create_project(&admin(), spec("gone", &repo, ".", &[("show", cmd)])).await.unwrap();
+    let at = |r: &str| JobRequest { git_ref: Some(r.to_owned()), ..req("show") };
+
+    // A branch builds its tip as the remote has it now, pushed or not since
+    // the last fetch.
+    let job = run(&t, "gone", at("main")).await;
+    assert_eq!(job.sha.as_deref(), Some(first.as_str()));
+    write(&repo, "a.txt", "two\n");
+    git(&repo, &["commit", "-qam", "second"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    let job = run(&t, "gone", at("main")).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.sha.as_deref(), Some(second.as_str()));
+    assert!(log(&t, &job.id).await.contains("content=two"));
+
+    // The remote disappears. Commits the clone holds still build, by full id.
+    let moved = fx.dir.path().join("moved-away");
+    std::fs::rename(&repo, &moved).unwrap();
+    for (sha, content) in [(&first, "one"), (&second, "two")] {
+        let job = run(&t, "gone", at(sha)).await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{job:?}: {}", log(&t, &job.id).await);
+        assert_eq!(job.sha.as_deref(), Some(sha.as_str()));
+        assert!(log(&t, &job.id).await.contains(&format!("content={content}")));
+    }
+
+    // Anything else still asks the remote, and fails without it: a branch,
+    // the default branch, an abbreviated id, a commit the clone lacks.
+    let unknown = "0123456789abcdef0123456789abcdef01234567";
+    for r in [Some("main"), None, Some(&second[..12]), Some(unknown)] {
+        let job =
+            run(&t, "gone", JobRequest { git_ref: r.map(str::to_owned), ..req("show") }).await;
+        assert_eq!(job.status, JobStatus::Failed, "{r:?}: {job:?}");
+        let text = log(&t, &job.id).await;
+        assert!(text.contains("checkout failed: git fetch failed"), "{r:?}: {text}");
+    }
+}
+
+#[actix_rt::test]
 async fn a_job_keeps_the_recipe_it_was_queued_with() {
     let fx = Fixture::new();
     let repo = fx.repo("snap", &[("f", "x")]);
