@@ -722,10 +722,8 @@ impl CraftingTable {
             let log = runner::log_file(&self.inner.config, &row.log_path);
             let why = Some("cancelled before it started".to_owned());
             let outcome = JobOutcome::unparsed(JobStatus::Cancelled, None, why, &log);
-            if self.inner.ledger.finish_job(id.to_owned(), outcome).await?
-                && let Ok(Some(r)) = self.inner.ledger.get_job(id.to_owned()).await
-            {
-                let _ = self.inner.events.send(JobFinished { job: r.job });
+            if let Some(job) = self.inner.ledger.finish_job(id.to_owned(), outcome).await? {
+                let _ = self.inner.events.send(JobFinished { job });
             }
         } else {
             // Running: wait for the runner to record the end.

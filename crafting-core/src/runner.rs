@@ -281,18 +281,12 @@ async fn record_crash(shared: &Shared, id: &str, reason: &str) {
     let log = log_file(&shared.config, &row.log_path);
     engine_line(&log, reason);
     let outcome = JobOutcome::unparsed(JobStatus::Failed, Some(-1), Some(reason.to_owned()), &log);
-    if let Ok(true) = shared.ledger.finish_job(id.to_owned(), outcome).await {
+    if let Ok(Some(job)) = shared.ledger.finish_job(id.to_owned(), outcome).await {
         let _ = shared
             .workspace
             .send(Release { project: row.job.project, job_id: id.to_owned() })
             .await;
-        announce(shared, id).await;
-    }
-}
-
-async fn announce(shared: &Shared, id: &str) {
-    if let Ok(Some(row)) = shared.ledger.get_job(id.to_owned()).await {
-        let _ = shared.events.send(JobFinished { job: row.job });
+        let _ = shared.events.send(JobFinished { job });
     }
 }
 
@@ -315,15 +309,10 @@ async fn run_job_inner(
     let ledger = &shared.ledger;
 
     // Claim the job; a job cancelled while queued is no longer ours.
-    if !ledger.start_job(id.to_owned()).await? {
+    let Some((row, project)) = ledger.claim_job(id.to_owned()).await? else {
         return Ok(());
-    }
-    let row = ledger.get_job(id.to_owned()).await?.ok_or(Error::NotFound { what: "job" })?;
+    };
     let job = &row.job;
-    let project = ledger
-        .get_project(job.project.clone())
-        .await?
-        .ok_or(Error::NotFound { what: "project" })?;
     // In user isolation, each project's recipes run with a group of its own.
     let group = match shared.isolation.mode {
         IsolationMode::User => Some(isolation::project_gid(cfg.project_gid_base, project.id)?),
@@ -370,8 +359,7 @@ async fn run_job_inner(
                 .workspace
                 .send(Release { project: job.project.clone(), job_id: id.to_owned() })
                 .await;
-            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new())
-                .await;
+            return finish(shared, &row, failed(msg, &log)).await;
         }
     };
     if project.project.default_branch.is_none()
@@ -379,7 +367,9 @@ async fn run_job_inner(
     {
         ledger.set_default_branch(job.project.clone(), b.clone()).await?;
     }
-    ledger.set_job_sha(id.to_owned(), wt.sha.clone()).await?;
+    // The sha is recorded with the recipe's process group once it runs, or
+    // with the end state when the job fails before that.
+    let failed_at = |msg: String| JobOutcome { sha: Some(wt.sha.clone()), ..failed(msg, &log) };
     let release =
         || shared.workspace.send(Release { project: job.project.clone(), job_id: id.to_owned() });
 
@@ -392,7 +382,7 @@ async fn run_job_inner(
         );
         engine_line(&log, &msg);
         let _ = release().await;
-        return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new()).await;
+        return finish(shared, &row, failed_at(msg)).await;
     }
 
     // Confine and run the recipe.
@@ -412,8 +402,7 @@ async fn run_job_inner(
             let msg = format!("could not prepare the recipe's sandbox: {e}");
             engine_line(&log, &msg);
             let _ = release().await;
-            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new())
-                .await;
+            return finish(shared, &row, failed_at(msg)).await;
         }
     };
     if let Some(files) = &snap.changed_files {
@@ -446,12 +435,12 @@ async fn run_job_inner(
                 cg.remove();
             }
             let _ = release().await;
-            return finish(shared, &row, &log, JobStatus::Failed, None, Some(msg), Vec::new())
-                .await;
+            return finish(shared, &row, failed_at(msg)).await;
         }
     };
     let pgid = recipe.pgid;
-    ledger.set_job_pgid(id.to_owned(), pgid, recipe.start_ticks).await?;
+
+    ledger.record_run(id.to_owned(), wt.sha.clone(), pgid, recipe.start_ticks).await?;
     let (exit_tx, exit_rx) = oneshot::channel();
     let waiter = std::thread::Builder::new()
         .name(format!("wait-{pgid}"))
@@ -553,7 +542,9 @@ async fn run_job_inner(
         }
     };
     let findings = with_identities(shared, &job.project, &wt.sha, findings).await;
-    finish(shared, &row, &log, job_status, Some(exit_code), reason, findings).await
+    let outcome =
+        JobOutcome { findings, ..JobOutcome::unparsed(job_status, Some(exit_code), reason, &log) };
+    finish(shared, &row, outcome).await
 }
 
 /// Resolves with the bytes used once the job's folders use more than `quota`.
@@ -722,22 +713,20 @@ async fn finish_without_run(
         .workspace
         .send(Release { project: row.job.project.clone(), job_id: row.job.id.clone() })
         .await;
-    finish(shared, row, log, status, None, Some(why.to_owned()), Vec::new()).await
+    finish(shared, row, JobOutcome::unparsed(status, None, Some(why.to_owned()), log)).await
 }
 
-async fn finish(
-    shared: &Arc<Shared>,
-    row: &JobRow,
-    log: &Path,
-    status: JobStatus,
-    exit_code: Option<i32>,
-    reason: Option<String>,
-    findings: Vec<(Finding, String)>,
-) -> Result<()> {
-    let outcome = JobOutcome { findings, ..JobOutcome::unparsed(status, exit_code, reason, log) };
-    if shared.ledger.finish_job(row.job.id.clone(), outcome).await? {
+/// The end state of a job that failed before its recipe ran.
+fn failed(msg: String, log: &Path) -> JobOutcome {
+    JobOutcome::unparsed(JobStatus::Failed, None, Some(msg), log)
+}
+
+/// Records the end state and announces it.
+async fn finish(shared: &Arc<Shared>, row: &JobRow, outcome: JobOutcome) -> Result<()> {
+    let status = outcome.status;
+    if let Some(job) = shared.ledger.finish_job(row.job.id.clone(), outcome).await? {
         tracing::info!(job_id = %row.job.id, project = %row.job.project, status = status.as_str(), "job finished");
-        announce(shared, &row.job.id).await;
+        let _ = shared.events.send(JobFinished { job });
     }
     Ok(())
 }

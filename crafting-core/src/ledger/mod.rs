@@ -152,6 +152,9 @@ pub struct JobOutcome {
     pub log_bytes: u64,
     /// Parsed findings with their identities.
     pub findings: Vec<(Finding, String)>,
+    /// The commit the job was checked out at, when it got that far and it is
+    /// not recorded yet (a job that fails before its recipe starts).
+    pub sha: Option<String>,
 }
 
 impl JobOutcome {
@@ -163,7 +166,7 @@ impl JobOutcome {
         log: &Path,
     ) -> Self {
         let log_bytes = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-        JobOutcome { status, exit_code, reason, log_bytes, findings: Vec::new() }
+        JobOutcome { status, exit_code, reason, log_bytes, findings: Vec::new(), sha: None }
     }
 }
 
@@ -424,53 +427,68 @@ impl Ledger {
         self.write(move |tx| insert_job_in(tx, &job, &log_path)).await
     }
 
-    /// Moves a queued job to running; false when it is no longer queued.
-    pub async fn start_job(&self, id: String) -> Result<bool> {
+    /// Moves a queued job to running and reads it with its project, in one
+    /// transaction; `None` when the job is no longer queued (cancelled
+    /// meanwhile) or its project is gone.
+    pub async fn claim_job(&self, id: String) -> Result<Option<(JobRow, ProjectRow)>> {
         self.write(move |tx| {
             let n = tx.execute(
                 "UPDATE jobs SET status = 'running', started_at = ?2
                  WHERE id = ?1 AND status = 'queued'",
                 params![id, now()],
             )?;
-            Ok(n == 1)
+            if n == 0 {
+                return Ok(None);
+            }
+            let job = tx.query_row(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs JOIN projects p ON p.name = jobs.project
+                     WHERE jobs.id = ?1"
+                ),
+                [&id],
+                job_from_row,
+            )?;
+            let project = tx
+                .query_row(
+                    &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = ?1"),
+                    [&job.job.project],
+                    project_from_row,
+                )
+                .optional()?;
+            Ok(project.map(|p| (job, p)))
         })
         .await
     }
 
-    /// Records the commit a job runs at.
-    pub async fn set_job_sha(&self, id: String, sha: String) -> Result<()> {
-        self.write(move |tx| {
-            tx.execute("UPDATE jobs SET sha = ?2 WHERE id = ?1", params![id, sha])?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Records the recipe's process group, so a restarted engine can kill it.
-    pub async fn set_job_pgid(
+    /// Records, once the recipe started, the commit it runs at and its
+    /// process group (so a restarted engine can kill what is left of it).
+    pub async fn record_run(
         &self,
         id: String,
+        sha: String,
         pgid: i32,
         start_ticks: Option<u64>,
     ) -> Result<()> {
         self.write(move |tx| {
             tx.execute(
-                "UPDATE jobs SET pgid = ?2, pgid_start_ticks = ?3 WHERE id = ?1",
-                params![id, pgid, start_ticks.map(|t| t as i64)],
+                "UPDATE jobs SET sha = ?2, pgid = ?3, pgid_start_ticks = ?4 WHERE id = ?1",
+                params![id, sha, pgid, start_ticks.map(|t| t as i64)],
             )?;
             Ok(())
         })
         .await
     }
 
-    /// Writes a job's end state and its findings in one transaction. A job that
-    /// already reached an end state is left alone (returns false).
-    pub async fn finish_job(&self, id: String, outcome: JobOutcome) -> Result<bool> {
+    /// Writes a job's end state and its findings in one transaction, and
+    /// returns the job as recorded. A job that already reached an end state
+    /// is left alone (returns `None`).
+    pub async fn finish_job(&self, id: String, outcome: JobOutcome) -> Result<Option<Job>> {
         self.write(move |tx| {
             let ts = now();
             let n = tx.execute(
                 "UPDATE jobs SET status = ?2, exit_code = ?3, reason = ?4, log_bytes = ?5,
-                        findings_count = ?6, finished_at = ?7, pgid = NULL, pgid_start_ticks = NULL
+                        findings_count = ?6, finished_at = ?7, pgid = NULL, pgid_start_ticks = NULL,
+                        sha = COALESCE(?8, sha)
                  WHERE id = ?1 AND status IN ('queued', 'running')",
                 params![
                     id,
@@ -479,11 +497,12 @@ impl Ledger {
                     outcome.reason,
                     outcome.log_bytes as i64,
                     outcome.findings.len() as i64,
-                    ts
+                    ts,
+                    outcome.sha
                 ],
             )?;
             if n == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             let mut st = tx.prepare_cached(
                 "INSERT INTO findings (job_id, kind, severity, tool, file, line, col, code, message,
@@ -508,7 +527,12 @@ impl Ledger {
                     ts
                 ])?;
             }
-            Ok(true)
+            let job = tx.query_row(
+                &format!("SELECT {JOB_RECORD_COLUMNS} FROM jobs WHERE id = ?1"),
+                [&id],
+                job_record_from_row,
+            )?;
+            Ok(Some(job))
         })
         .await
     }
