@@ -670,6 +670,7 @@ pub fn reachable_by(path: &Path, uid: u32, gid: u32) -> bool {
 #[derive(Debug, Clone)]
 pub struct JobCgroup {
     dir: PathBuf,
+    sealed: bool,
 }
 
 /// Where per-job cgroups are created: cgroup v1's pids hierarchy, or the
@@ -711,14 +712,32 @@ impl JobCgroup {
             let _ = fs::remove_dir(&dir);
             return None;
         }
-        Some(JobCgroup { dir })
+        Some(JobCgroup { dir, sealed: false })
+    }
+
+    /// Declares that no process of the recipe can leave this cgroup, so that
+    /// its member list alone names every process of the job (see
+    /// [`JobCgroup::is_sealed`]). True when the recipe runs under bubblewrap
+    /// (the cgroup file system is mounted read-only there and every
+    /// capability is dropped) or as a build user other than root (the
+    /// `cgroup.procs` files belong to root); not in `none` isolation, where
+    /// the recipe could write its pid into another cgroup's `cgroup.procs`.
+    pub fn sealed(mut self, sealed: bool) -> JobCgroup {
+        self.sealed = sealed;
+        self
+    }
+
+    /// Whether the recipe cannot leave the cgroup: then ending a job reads
+    /// the cgroup's member list instead of walking all of `/proc`.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
     }
 
     /// The cgroup a previous run created for `job_id`, if it is still there.
     pub fn existing(job_id: &str) -> Option<JobCgroup> {
         let (parent, _) = cgroup_parent()?;
         let dir = parent.join(job_id);
-        dir.join("cgroup.procs").exists().then_some(JobCgroup { dir })
+        dir.join("cgroup.procs").exists().then_some(JobCgroup { dir, sealed: false })
     }
 
     /// Whether this host can give jobs a pids cgroup (tried with a probe group).
@@ -752,13 +771,17 @@ impl JobCgroup {
             .collect()
     }
 
-    /// Removes the (empty) cgroup; retries briefly while the last processes are reaped.
+    /// Removes the (empty) cgroup; retries for up to a second while the last
+    /// processes are reaped, soon at first, then less often.
     pub fn remove(&self) {
-        for _ in 0..50 {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(1);
+        while Instant::now() < deadline {
             if fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
         tracing::warn!(cgroup = %self.dir.display(), "job cgroup could not be removed");
     }

@@ -2,7 +2,10 @@
 //! environment, streaming output to the log file, and making sure that no
 //! process of a recipe outlives its job.
 //!
-//! A recipe's processes are found two ways, because each alone can be
+//! A recipe's processes are found by its pids cgroup when the recipe cannot
+//! leave it ([`JobCgroup::is_sealed`]): every process it starts, through
+//! `setsid` and double forks, stays a member, so the member list is the whole
+//! answer. Otherwise they are found two more ways, because each alone can be
 //! escaped: by process group (everything the shell starts, unless it calls
 //! `setsid`), and by the `CRAFTING_JOB_ID=<id>` variable every recipe process
 //! inherits (which survives `setsid` and double forks). Both come from
@@ -329,8 +332,9 @@ pub fn terminate(pgid: Option<i32>, job_id: &str, grace: Duration, give_up: Dura
     terminate_in(pgid, job_id, None, grace, give_up)
 }
 
-/// Like [`terminate`], also stopping every process in the job's pids cgroup
-/// (which no process of the recipe can leave).
+/// Like [`terminate`], also stopping every process in the job's pids cgroup.
+/// When the cgroup is sealed its members are the recipe's processes and
+/// `/proc` is not walked; the process group is still signalled.
 pub fn terminate_in(
     pgid: Option<i32>,
     job_id: &str,
@@ -343,11 +347,15 @@ pub fn terminate_in(
     // A pass that finds nothing while some process shows no environment is
     // looked at again, a few times, so a child caught mid-`execve` is not missed.
     let mut rechecks = 0;
+    let mut pause = Duration::from_millis(1);
     loop {
-        let seen = scan(pgid, job_id);
+        let seen = match cgroup {
+            Some(cg) if cg.is_sealed() => Scan { found: live_members(cg), unsure: 0 },
+            _ => scan(pgid, job_id),
+        };
         let mut pids = seen.found;
-        if let Some(cg) = cgroup {
-            for pid in cg.pids() {
+        if let Some(cg) = cgroup.filter(|cg| !cg.is_sealed()) {
+            for pid in live_members(cg) {
                 if !pids.contains(&pid) {
                     pids.push(pid);
                 }
@@ -378,8 +386,20 @@ pub fn terminate_in(
         if killing && elapsed >= grace + give_up {
             return pids.len();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Most processes are gone within a millisecond of the signal (the
+        // sandbox's own init is often still exiting when the recipe ends):
+        // look again soon, then less and less often.
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// The cgroup's members that are not zombies: a zombie cannot be signalled
+/// and leaves once its parent (or init) reaps it.
+fn live_members(cgroup: &JobCgroup) -> Vec<i32> {
+    let zombie =
+        |pid: i32| stat_fields(pid).is_none_or(|f| f.first().map(String::as_str) == Some("Z"));
+    cgroup.pids().into_iter().filter(|pid| !zombie(*pid)).collect()
 }
 
 /// Kills what is left of a job found `running` at start-up. The group is only

@@ -637,7 +637,12 @@ fn confine(
         set("GIT_CONFIG_KEY_0", "safe.directory".to_owned());
         set("GIT_CONFIG_VALUE_0", "*".to_owned());
     }
-    let cgroup = JobCgroup::create(&job.id, cfg.max_processes);
+    let sealed = match iso.mode {
+        IsolationMode::Bwrap => true,
+        IsolationMode::User => user.is_some_and(|(uid, _)| uid != 0),
+        IsolationMode::None => false,
+    };
+    let cgroup = JobCgroup::create(&job.id, cfg.max_processes).map(|c| c.sealed(sealed));
     let mut jail = Jail {
         user,
         network: true,

@@ -582,6 +582,50 @@ async fn a_fork_bomb_is_contained_and_the_engine_keeps_serving() {
     assert_eq!(t.integrity_check().await.unwrap(), "ok");
 }
 
+/// A child that leaves the recipe's session, clears its environment and
+/// tries to move itself out of the job's pids cgroup: neither the process
+/// group nor `CRAFTING_JOB_ID` finds it, so in the modes that seal the
+/// cgroup its member list must, and the child must not outlive the job.
+async fn an_escaping_child_is_stopped(mode: IsolationSetting, as_user: bool) {
+    let fx = Fixture::new();
+    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let repo = fx.repo("escape", &[("f", "x")]);
+    let mut cfg = fx.config();
+    cfg.isolation = mode;
+    cfg.build_user = as_user.then(|| BUILD_USER.to_owned());
+    let t = CraftingTable::start(cfg).await.expect("engine starts");
+    let tag = sleep_tag(1200 + u32::from(as_user));
+    let leave = "for f in /sys/fs/cgroup/pids/cgroup.procs /sys/fs/cgroup/pids/crafting-table/cgroup.procs; \
+                 do echo $$ > $f; done 2>/dev/null";
+    let cmd = format!(
+        "setsid sh -c '{leave}; exec env -i sleep {tag}' > /dev/null 2>&1 & echo started; sleep 1"
+    );
+    t.create_project(&admin(), spec("escape", &repo, ".", &[("run", &cmd)])).await.unwrap();
+    let job = t.enqueue(&admin(), "escape", req("run")).await.unwrap();
+    assert!(wait_for_args(std::slice::from_ref(&tag), Duration::from_secs(30)).await);
+    let job = t.wait_job(&admin(), &job.id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(pids_with_arg(&tag).is_empty(), "sleep {tag} left its job and outlived it");
+    assert!(JobCgroup::existing(&job.id).is_none(), "the job's cgroup was not removed");
+}
+
+#[actix_rt::test]
+async fn a_child_escaping_session_and_environment_is_stopped_in_user_mode() {
+    if !JobCgroup::available() || !build_user_ready() {
+        return;
+    }
+    an_escaping_child_is_stopped(IsolationSetting::User, true).await;
+}
+
+#[actix_rt::test]
+async fn a_child_escaping_session_and_environment_is_stopped_under_bwrap() {
+    if !JobCgroup::available() || !bwrap_ready() {
+        return;
+    }
+    an_escaping_child_is_stopped(IsolationSetting::Bwrap, false).await;
+}
+
 #[actix_rt::test]
 async fn a_recipe_filling_the_disk_is_stopped_at_the_quota() {
     let fx = Fixture::new();
