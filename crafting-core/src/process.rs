@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,14 @@ pub struct Recipe {
     pub pgid: i32,
     /// The shell's start time in clock ticks since boot, to tell it from a reused pid.
     pub start_ticks: Option<u64>,
-    reader: Option<JoinHandle<io::Result<Capture>>>,
+    reader: Option<LogReader>,
     stop_reader: Arc<AtomicBool>,
+}
+
+/// The thread copying output into the log, and where it hands over what it saw.
+struct LogReader {
+    thread: JoinHandle<()>,
+    done: mpsc::Receiver<io::Result<Capture>>,
 }
 
 /// What the log reader saw.
@@ -110,9 +117,11 @@ impl Recipe {
         let stop_reader = Arc::new(AtomicBool::new(false));
         let stop = stop_reader.clone();
         let cap = spec.log_cap;
-        let reader = std::thread::Builder::new()
-            .name(format!("log-{pgid}"))
-            .spawn(move || copy_log(pipe_r, &mut log, already, cap, &stop))?;
+        let (done_tx, done) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new().name(format!("log-{pgid}")).spawn(move || {
+            let _ = done_tx.send(copy_log(pipe_r, &mut log, already, cap, &stop));
+        })?;
+        let reader = LogReader { thread, done };
         Ok(Recipe { child, pgid, start_ticks, reader: Some(reader), stop_reader })
     }
 
@@ -131,12 +140,20 @@ impl Recipe {
     /// may still hold the pipe) and stops the reader.
     pub fn finish_capture(&mut self, patience: Duration) -> io::Result<Capture> {
         let Some(reader) = self.reader.take() else { return Ok(Capture::default()) };
-        let deadline = Instant::now() + patience;
-        while !reader.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        // Woken the moment the reader is done, rather than by polling.
+        let seen = match reader.done.recv_timeout(patience) {
+            Ok(seen) => Ok(seen),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.stop_reader.store(true, Ordering::SeqCst);
+                reader.done.recv()
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(mpsc::RecvError),
+        };
+        let joined = reader.thread.join();
+        match (seen, joined) {
+            (Ok(seen), Ok(())) => seen,
+            _ => Err(io::Error::other("log reader panicked")),
         }
-        self.stop_reader.store(true, Ordering::SeqCst);
-        reader.join().map_err(|_| io::Error::other("log reader panicked"))?
     }
 }
 

@@ -487,10 +487,10 @@ async fn run_job_inner(
 
     // Whatever the shell left behind goes too, then the log is complete.
     stop_group(shared, pgid, id, cgroup.as_ref()).await;
-    if let Some(cg) = cgroup {
-        let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
-    }
     let capture = tokio::task::spawn_blocking(move || {
+        if let Some(cg) = cgroup {
+            cg.remove();
+        }
         let mut recipe = waiter.join().map_err(|_| std::io::Error::other("waiter panicked"))?;
         recipe.finish_capture(Duration::from_secs(5))
     })
@@ -748,13 +748,10 @@ async fn with_identities(
 ) -> Vec<(Finding, String)> {
     let wanted: Vec<(String, u32)> =
         findings.iter().filter_map(|f| Some((f.file.clone()?, f.line?))).collect();
-    let lines = match shared
-        .workspace
-        .send(SourceLines { project: project.to_owned(), sha: sha.to_owned(), wanted })
-        .await
-    {
-        Ok(Ok(l)) => l,
-        _ => HashMap::new(),
+    let lines = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        source_lines(shared, project, sha, wanted).await
     };
     let mut seen: HashMap<String, usize> = HashMap::new();
     findings
@@ -778,6 +775,20 @@ async fn with_identities(
             (f, id)
         })
         .collect()
+}
+
+/// The source lines at `sha` that findings point at; none when the clone cannot say.
+async fn source_lines(
+    shared: &Shared,
+    project: &str,
+    sha: &str,
+    wanted: Vec<(String, u32)>,
+) -> HashMap<(String, u32), String> {
+    let ask = SourceLines { project: project.to_owned(), sha: sha.to_owned(), wanted };
+    match shared.workspace.send(ask).await {
+        Ok(Ok(lines)) => lines,
+        _ => HashMap::new(),
+    }
 }
 
 fn normalise(line: &str) -> String {
