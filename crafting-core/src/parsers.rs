@@ -1,5 +1,7 @@
 //! The ParserRegistry actor: language -> parser table from `crafting-parsers`,
-//! with parsing run on a blocking thread and a parser panic contained.
+//! with parsing run on a blocking thread and a parser panic contained. A
+//! job's log is parsed while its recipe runs, following the file as it
+//! grows, so that findings are ready soon after the recipe ends.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -8,6 +10,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use crafting_parsers::{Finding, ParseContext, Registry};
+
+use crate::process::{FollowLog, LogProgress};
 
 /// Owns the parser table.
 pub struct ParserRegistry {
@@ -27,7 +31,11 @@ impl Actor for ParserRegistry {
 
 impl Supervised for ParserRegistry {}
 
-/// Sent by the runner after a recipe ends: parse its log.
+/// Sent by the runner once a recipe has started: parse its log, following
+/// it until `progress` says it is complete. Replies with what the parsers
+/// found, without the generic `recipe_fail` fallback: the exit code is not
+/// known while the log is read (`ctx.exit_code` is `None`), so the runner
+/// adds the fallback itself.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Finding>, String>")]
 pub struct Parse {
@@ -35,6 +43,8 @@ pub struct Parse {
     pub ctx: ParseContext,
     /// The log file.
     pub log_path: PathBuf,
+    /// How far the log has been written.
+    pub progress: Arc<LogProgress>,
 }
 
 impl Handler<Parse> for ParserRegistry {
@@ -46,8 +56,9 @@ impl Handler<Parse> for ParserRegistry {
             let work = tokio::task::spawn_blocking(move || {
                 let file = File::open(&m.log_path)
                     .map_err(|e| format!("opening log {}: {e}", m.log_path.display()))?;
-                let mut reader = BufReader::with_capacity(256 * 1024, file);
-                Ok(registry.parse(&m.ctx, &mut reader))
+                let log = FollowLog::new(file, m.progress);
+                let mut reader = BufReader::with_capacity(256 * 1024, log);
+                Ok(registry.findings(&m.ctx, &mut reader))
             });
             match work.await {
                 Ok(result) => result,

@@ -17,9 +17,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,7 @@ pub struct Recipe {
     pub start_ticks: Option<u64>,
     reader: Option<LogReader>,
     stop_reader: Arc<AtomicBool>,
+    progress: Arc<LogProgress>,
 }
 
 /// The thread copying output into the log, and where it hands over what it saw.
@@ -112,13 +113,21 @@ impl Recipe {
         let start_ticks = start_ticks(pgid);
         let stop_reader = Arc::new(AtomicBool::new(false));
         let stop = stop_reader.clone();
+        let progress = Arc::new(LogProgress::default());
+        let wrote = progress.clone();
         let cap = spec.log_cap;
         let (done_tx, done) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new().name(format!("log-{pgid}")).spawn(move || {
-            let _ = done_tx.send(copy_log(pipe_r, &mut log, already, cap, &stop));
+            let _ = done_tx.send(copy_log(pipe_r, &mut log, already, cap, &stop, &wrote));
         })?;
         let reader = LogReader { thread, done };
-        Ok(Recipe { child, pgid, start_ticks, reader: Some(reader), stop_reader })
+        Ok(Recipe { child, pgid, start_ticks, reader: Some(reader), stop_reader, progress })
+    }
+
+    /// How far the log has been written; hand it to a [`FollowLog`] to read
+    /// the log while the recipe runs.
+    pub fn progress(&self) -> Arc<LogProgress> {
+        self.progress.clone()
     }
 
     /// Blocks until the shell exits.
@@ -164,6 +173,7 @@ fn copy_log(
     already: u64,
     cap: u64,
     stop: &AtomicBool,
+    progress: &LogProgress,
 ) -> io::Result<Capture> {
     // Plain reads and writes through a 128 KiB buffer. splice(2) from the
     // pipe into the file saves no copy (the kernel copies pipe pages into
@@ -214,9 +224,81 @@ fn copy_log(
             marker_len = marker.len() as u64;
             truncated = true;
         }
+        progress.wrote();
     }
     log.flush()?;
     Ok(Capture { bytes: already + kept + marker_len, truncated })
+}
+
+/// How far a job's log has been written: a count of writes, and whether the
+/// log is complete. The log reader counts its writes; the runner declares
+/// the log complete once the engine's closing line is in.
+#[derive(Debug, Default)]
+pub struct LogProgress {
+    state: Mutex<(u64, bool)>,
+    changed: Condvar,
+}
+
+impl LogProgress {
+    /// Something more was written.
+    pub fn wrote(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
+        self.changed.notify_all();
+    }
+
+    /// Nothing more will be written.
+    pub fn complete(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.changed.notify_all();
+    }
+
+    /// The number of writes so far and whether the log is complete.
+    fn now(&self) -> (u64, bool) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until more than `writes` writes happened or the log is complete.
+    /// Bounded, so that a missed wake-up costs a moment rather than the job.
+    fn wait_past(&self, writes: u64) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(state, Duration::from_millis(500), |(w, done)| {
+                *w == writes && !*done
+            })
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// Reads a log file while it is being written: at its current end it waits
+/// for the next write instead of reporting the end, until the log is
+/// complete. Lets the parsers read a job's output as the recipe prints it.
+pub struct FollowLog {
+    file: File,
+    progress: Arc<LogProgress>,
+}
+
+impl FollowLog {
+    /// Follows `file` (opened at the start of the log) until `progress` says
+    /// the log is complete.
+    pub fn new(file: File, progress: Arc<LogProgress>) -> FollowLog {
+        FollowLog { file, progress }
+    }
+}
+
+impl Read for FollowLog {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // Looked at before reading: a write counted after this moment
+            // ends the wait below, and one counted before it is in the file.
+            let (writes, complete) = self.progress.now();
+            let n = self.file.read(buf)?;
+            if n > 0 || complete || buf.is_empty() {
+                return Ok(n);
+            }
+            self.progress.wait_past(writes);
+        }
+    }
 }
 
 /// Sets `O_NONBLOCK` on a descriptor.

@@ -440,6 +440,23 @@ async fn run_job_inner(
     };
     let pgid = recipe.pgid;
 
+    // Parse the log while the recipe prints it. The log is declared complete
+    // once the engine's closing line is in, or when this function returns
+    // early, so the parse never waits for more than there will be.
+    let progress = recipe.progress();
+    let log_complete = CompleteOnDrop(progress.clone());
+    let ctx = ParseContext::new(
+        &snap.language,
+        &snap.recipe,
+        None,
+        wt.path.clone(),
+        PathBuf::from(&snap.subproject),
+    );
+    let parsing = tokio::task::spawn_local(shared.parsers.send(Parse {
+        ctx: ctx.clone(),
+        log_path: log.clone(),
+        progress,
+    }));
     ledger.record_run(id.to_owned(), wt.sha.clone(), pgid, recipe.start_ticks).await?;
     let (exit_tx, exit_rx) = oneshot::channel();
     let waiter = std::thread::Builder::new()
@@ -519,32 +536,38 @@ async fn run_job_inner(
             None => format!("exit code {exit_code} after {:.1} s", elapsed.as_secs_f64()),
         },
     );
-    let _ = release().await;
+    drop(log_complete);
 
-    // Findings, then one transaction for the end state and the findings.
-    let findings = if job_status == JobStatus::Cancelled {
-        Vec::new()
-    } else {
-        let ctx = ParseContext::new(
-            &snap.language,
-            &snap.recipe,
-            Some(exit_code),
-            wt.path.clone(),
-            PathBuf::from(&snap.subproject),
-        );
-        match shared.parsers.send(Parse { ctx, log_path: log.clone() }).await {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) => {
-                engine_line(&log, &format!("findings could not be parsed: {e}"));
-                Vec::new()
-            }
-            Err(_) => return Err(Error::Stopped),
+    // The worktree goes while the parse reads the last lines; then the
+    // findings, and one transaction for the end state and the findings.
+    let (_, parsed) = tokio::join!(release(), parsing);
+    let findings = match parsed {
+        _ if job_status == JobStatus::Cancelled => Vec::new(),
+        // Nothing recognised: a failed recipe still gets its `recipe_fail`.
+        Ok(Ok(Ok(found))) if found.is_empty() => {
+            let ctx = ParseContext { exit_code: Some(exit_code), ..ctx };
+            crafting_parsers::generic_failure(&ctx).into_iter().collect()
         }
+        Ok(Ok(Ok(found))) => found,
+        Ok(Ok(Err(e))) => {
+            engine_line(&log, &format!("findings could not be parsed: {e}"));
+            Vec::new()
+        }
+        Ok(Err(_)) | Err(_) => return Err(Error::Stopped),
     };
     let findings = with_identities(shared, &job.project, &wt.sha, findings).await;
     let outcome =
         JobOutcome { findings, ..JobOutcome::unparsed(job_status, Some(exit_code), reason, &log) };
     finish(shared, &row, outcome).await
+}
+
+/// Declares a job's log complete when dropped.
+struct CompleteOnDrop(Arc<process::LogProgress>);
+
+impl Drop for CompleteOnDrop {
+    fn drop(&mut self) {
+        self.0.complete();
+    }
 }
 
 /// Resolves with the bytes used once the job's folders use more than `quota`.

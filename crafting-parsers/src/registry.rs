@@ -14,7 +14,9 @@ pub struct ParseContext {
     pub language: String,
     /// The recipe name (`lint`, `test`, `audit`, `build`, ...).
     pub recipe: String,
-    /// The recipe's exit code; `None` when it was killed by a signal.
+    /// The recipe's exit code; `None` when it was killed by a signal, and
+    /// while the recipe still runs: the engine parses a job's log as it is
+    /// written (see [`Registry::findings`]), so parsers must not rely on it.
     pub exit_code: Option<i32>,
     /// Absolute path of the repository checkout as the job saw it.
     pub repo_root: PathBuf,
@@ -150,6 +152,18 @@ impl Registry {
     /// the recipe, in one pass; merges duplicate findings; and when nothing
     /// was found and the exit code is non-zero, reports one `recipe_fail`.
     pub fn parse(&self, ctx: &ParseContext, log: &mut dyn BufRead) -> Vec<Finding> {
+        let mut findings = self.findings(ctx, log);
+        if findings.is_empty() {
+            findings.extend(generic_failure(ctx));
+        }
+        findings
+    }
+
+    /// Like [`Registry::parse`] without the generic fallback, for a caller
+    /// that reads the log while the recipe still runs and learns its exit
+    /// code only at the end (then adds [`generic_failure`] itself when
+    /// nothing was found). The parsers do not look at `ctx.exit_code`.
+    pub fn findings(&self, ctx: &ParseContext, log: &mut dyn BufRead) -> Vec<Finding> {
         let mut sessions = Vec::new();
         let mut whole = Vec::new();
         for parser in self.parsers_for(&ctx.language).filter(|p| p.claims(&ctx.recipe)) {
@@ -158,7 +172,7 @@ impl Registry {
                 None => whole.push(parser),
             }
         }
-        let mut findings = if whole.is_empty() {
+        if whole.is_empty() {
             stream::run(&mut sessions, log)
         } else {
             // Parsers that read the whole log need a copy each.
@@ -170,11 +184,7 @@ impl Registry {
                 found.extend(parser.parse(ctx, &mut copy.as_slice()));
             }
             stream::dedupe(found)
-        };
-        if findings.is_empty() {
-            findings.extend(generic_failure(ctx));
         }
-        findings
     }
 }
 

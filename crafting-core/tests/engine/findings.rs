@@ -60,3 +60,48 @@ async fn identities_survive_inserted_lines_and_show_new_fixed_and_open() {
     assert_eq!(third.new.len(), 0, "{:#?}", third.new);
     assert_eq!(third.open.len(), 1);
 }
+
+/// The log is parsed while the recipe prints it: a report that arrives in
+/// pieces, with pauses in the middle of its lines and of the document, is
+/// read whole, and a failed recipe with nothing recognisable still gets its
+/// `recipe_fail` once its exit code is known.
+#[actix_rt::test]
+async fn output_printed_in_pieces_while_the_recipe_runs_is_parsed_whole() {
+    let fx = Fixture::new();
+    let report = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <testsuites tests=\"2\" failures=\"1\" errors=\"1\">\n\
+         <testsuite name=\"pkg\" tests=\"2\" failures=\"1\" errors=\"1\">\n\
+         <testcase name=\"TestAdd\" classname=\"pkg\">\n\
+         <failure message=\"Failed\">util_test.go:12: add(1, 1) = 3, want 2</failure>\n\
+         </testcase>\n\
+         <testcase name=\"TestPanics\" classname=\"pkg\">\n\
+         <error message=\"Runtime error\">panic: index out of range</error>\n\
+         </testcase>\n\
+         </testsuite>\n\
+         </testsuites>\n";
+    let repo = fx.repo("paced", &[("report.xml", report)]);
+    // Byte ranges of the report, each printed after a pause: the second
+    // piece starts inside a line, the last one holds the closing tag.
+    let paced = "echo building; sleep 0.3; head -c 150 report.xml; sleep 0.3; \
+         head -c 260 report.xml | tail -c +151; sleep 0.3; tail -c +261 report.xml; \
+         sleep 0.3; exit 1";
+    let t = fx.start().await;
+    let recipes = [("paced", paced), ("quiet", "echo nothing here; sleep 0.3; exit 4")];
+    t.create_project(&admin(), spec("paced", &repo, ".", &recipes)).await.unwrap();
+
+    let job = run(&t, "paced", req("paced")).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let found = t.findings(&admin(), &job.id).await.unwrap();
+    let mut codes: Vec<&str> = found.iter().map(|f| f.finding.code.as_str()).collect();
+    codes.sort();
+    assert!(found.iter().all(|f| f.finding.kind == Kind::TestFail), "{found:#?}");
+    assert_eq!(codes.len(), 2, "{found:#?}");
+    assert!(codes[0].contains("TestAdd") && codes[1].contains("TestPanics"), "{codes:?}");
+    assert_eq!(job.findings_count, 2);
+
+    let job = run(&t, "paced", req("quiet")).await;
+    let found = t.findings(&admin(), &job.id).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].finding.kind, Kind::RecipeFail);
+    assert_eq!(found[0].finding.code, "exit_4");
+}
