@@ -535,10 +535,13 @@ impl Jail {
                 push(&[os("--ro-bind"), os("/dev/null"), os(f)]);
             }
         }
-        for h in &self.hide {
-            if h.is_dir() {
-                push(&[os("--tmpfs"), h.as_os_str(), os("--remount-ro"), h.as_os_str()]);
-            }
+        // bubblewrap mounts in the order given, each destination in the
+        // tree built so far: the job's /tmp and home go first, so that
+        // folders hidden below them are hidden inside them; the hidden
+        // folders stay writable until the job's own folders are mounted
+        // back into them, and become read-only last.
+        if let Some(tmp) = &self.tmp {
+            push(&[os("--bind"), tmp.as_os_str(), os("/tmp")]);
         }
         if let Some((job_home, seen)) = &self.home {
             push(&[os("--bind"), job_home.as_os_str(), seen.as_os_str()]);
@@ -552,14 +555,18 @@ impl Jail {
                 }
             }
         }
-        if let Some(tmp) = &self.tmp {
-            push(&[os("--bind"), tmp.as_os_str(), os("/tmp")]);
+        let hidden: Vec<&PathBuf> = self.hide.iter().filter(|h| h.is_dir()).collect();
+        for h in &hidden {
+            push(&[os("--tmpfs"), h.as_os_str()]);
         }
         for r in &self.read_only {
             push(&[os("--ro-bind"), r.as_os_str(), r.as_os_str()]);
         }
         for w in &self.read_write {
             push(&[os("--bind"), w.as_os_str(), w.as_os_str()]);
+        }
+        for h in &hidden {
+            push(&[os("--remount-ro"), h.as_os_str()]);
         }
         push(&[os("--chdir"), cwd.as_os_str(), os("--")]);
         a

@@ -40,6 +40,13 @@ impl Fixture {
         Fixture { dir }
     }
 
+    /// A fixture in a folder of `base` rather than the system's temporary folder.
+    pub fn new_in(base: &Path) -> Fixture {
+        let dir = tempfile::Builder::new().prefix("ct-core-").tempdir_in(base).unwrap();
+        std::fs::create_dir_all(dir.path().join("repos")).unwrap();
+        Fixture { dir }
+    }
+
     pub fn repos(&self) -> PathBuf {
         self.dir.path().join("repos")
     }

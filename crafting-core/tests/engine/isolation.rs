@@ -582,6 +582,41 @@ async fn a_fork_bomb_is_contained_and_the_engine_keeps_serving() {
     assert_eq!(t.integrity_check().await.unwrap(), "ok");
 }
 
+/// Under bubblewrap the job's folders are mounted back into the hidden
+/// workspace wherever the service keeps its folders. Under /tmp it always
+/// worked, because the job's own /tmp, mounted over it, made room for them;
+/// elsewhere (`./workspace`, the image's `/workspace`) the read-only empty
+/// workspace refused them and every job failed.
+#[actix_rt::test]
+async fn bwrap_mode_runs_jobs_with_the_service_folders_outside_tmp() {
+    let base = std::path::Path::new("/var/tmp");
+    if !bwrap_ready() || !base.is_dir() {
+        return;
+    }
+    let fx = Fixture::new_in(base);
+    let repo = fx.repo("outside", &[("f", "the-content")]);
+    let mut cfg = fx.config();
+    cfg.isolation = IsolationSetting::Bwrap;
+    let t = CraftingTable::start(cfg).await.expect("engine starts");
+    assert_eq!(t.isolation(), IsolationMode::Bwrap);
+    let ws = t.config().workspace_dir.canonicalize().unwrap();
+    let data = t.config().data_dir.canonicalize().unwrap();
+    let cmd = format!(
+        "cat f; echo; touch made-here && echo worktree-writable; \
+         touch {ws}/x 2>/dev/null && echo WORKSPACE-WRITABLE || echo workspace-read-only; \
+         echo data-entries=$(ls -A {data} | wc -l)",
+        ws = ws.display(),
+        data = data.display()
+    );
+    t.create_project(&admin(), spec("outside", &repo, ".", &[("look", &cmd)])).await.unwrap();
+    let job = run(&t, "outside", req("look")).await;
+    let text = log(&t, &job.id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{text}");
+    for expected in ["the-content", "worktree-writable", "workspace-read-only", "data-entries=0"] {
+        assert!(text.contains(expected), "{expected} missing: {text}");
+    }
+}
+
 /// A child that leaves the recipe's session, clears its environment and
 /// tries to move itself out of the job's pids cgroup: neither the process
 /// group nor `CRAFTING_JOB_ID` finds it, so in the modes that seal the
