@@ -573,7 +573,12 @@ impl Ledger {
             ))?;
             let rows =
                 st.query_map(rusqlite::params_from_iter(w.args.iter()), job_record_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            // Sized up front: growing a list of fifty jobs by doubling copied it five times.
+            let mut jobs = Vec::with_capacity(limit as usize);
+            for row in rows {
+                jobs.push(row?);
+            }
+            Ok(jobs)
         })
         .await
     }

@@ -75,8 +75,9 @@ pub(crate) fn ok(status: StatusCode, fields: impl Serialize) -> HttpResponse {
         #[serde(flatten)]
         fields: T,
     }
-    match serde_json::to_vec(&Success { ok: true, fields }) {
-        Ok(body) => HttpResponse::build(status)
+    let mut body = Vec::with_capacity(4096);
+    match serde_json::to_writer(&mut body, &Success { ok: true, fields }) {
+        Ok(()) => HttpResponse::build(status)
             .insert_header(("cache-control", "no-store"))
             .content_type("application/json")
             .body(body),
