@@ -566,7 +566,9 @@ impl Ledger {
             let mut w = Where::default();
             w.eq("jobs.project", filter.project);
             w.eq("jobs.status", filter.status.map(|s| s.as_str().to_owned()));
-            w.with(owner, |n| format!("jobs.project IN (SELECT name FROM projects WHERE owner = ?{n})"));
+            w.with(owner, |n| {
+                format!("jobs.project IN (SELECT name FROM projects WHERE owner = ?{n})")
+            });
             let mut st = c.prepare_cached(&format!(
                 "SELECT {JOB_RECORD_COLUMNS} FROM jobs {} ORDER BY jobs.id DESC LIMIT {limit}",
                 w.sql()
