@@ -139,6 +139,27 @@ impl Fixture {
         (job, body["findings"].as_array().expect("findings").clone())
     }
 
+    /// Pushes a branch `feature` off `main` to the origin, one commit per file.
+    fn push_feature(&self, files: &[(&str, &str)]) {
+        let work = self.server.root.path().join("seed");
+        git(&work, &["checkout", "-q", "-b", "feature"]);
+        for (path, text) in files {
+            std::fs::write(work.join(path), text).expect("write");
+            git(&work, &["add", "."]);
+            git(&work, &["commit", "-q", "-m", &format!("change {path}")]);
+        }
+        git(&work, &["push", "-q", &self.origin.display().to_string(), "feature"]);
+    }
+
+    /// Runs the lint recipe at `git_ref`; returns the job id and its findings.
+    fn lint_at(&self, project: &str, git_ref: &str) -> (String, Vec<Value>) {
+        let s = &self.server;
+        let id = s.enqueue(&s.admin, project, json!({"recipe": "lint", "ref": git_ref}));
+        s.wait_job(&s.admin, &id);
+        let (_, body) = s.get(&format!("/jobs/{id}/findings"), &s.admin);
+        (id, body["findings"].as_array().expect("findings").clone())
+    }
+
     /// The agent's next reply.
     fn reply(&self, diff: &str, explanation: &str) {
         let reply = json!({"diff": diff, "explanation": explanation, "confidence": 0.8});
@@ -503,23 +524,10 @@ fn pull_requests_go_into_the_branch_the_job_ran_on() {
     let fx = Fixture::new(ruff, Mode::Create, true, &[]);
     fx.seed(&[("pkg/__init__.py", ""), ("pkg/core.py", CLEAN_AREA)], None);
     fx.project("app", false);
-    // A feature branch with the typo and an unrelated commit.
-    let work = fx.server.root.path().join("seed");
-    git(&work, &["checkout", "-q", "-b", "feature"]);
-    std::fs::write(work.join("pkg/wip.py"), "WORK = 1\n").expect("write");
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "work in progress"]);
-    std::fs::write(work.join("pkg/core.py"), TYPO_AREA).expect("write");
-    git(&work, &["commit", "-qam", "typo"]);
-    let origin = fx.origin.display().to_string();
-    git(&work, &["push", "-q", &origin, "feature"]);
+    // A feature branch with an unrelated commit, then the typo.
+    fx.push_feature(&[("pkg/wip.py", "WORK = 1\n"), ("pkg/core.py", TYPO_AREA)]);
     fx.reply(GOOD_FIX, "typo");
-
-    let id =
-        fx.server.enqueue(&fx.server.admin, "app", json!({"recipe": "lint", "ref": "feature"}));
-    fx.server.wait_job(&fx.server.admin, &id);
-    let (_, body) = fx.server.get(&format!("/jobs/{id}/findings"), &fx.server.admin);
-    let findings = body["findings"].as_array().expect("findings").clone();
+    let (id, findings) = fx.lint_at("app", "feature");
     let patch = fx.attempt(&id, finding(&findings, "F821"));
     assert_eq!(patch["status"], "pr_opened", "{patch}");
     let prs = fx.gitea.seen();
@@ -542,18 +550,10 @@ fn a_commit_that_is_not_on_the_base_branch_is_not_proposed() {
     let fx = Fixture::new(ruff, Mode::Create, true, &[]);
     fx.seed(&[("pkg/__init__.py", ""), ("pkg/core.py", CLEAN_AREA)], None);
     fx.project("app", false);
-    let work = fx.server.root.path().join("seed");
-    git(&work, &["checkout", "-q", "-b", "feature"]);
-    std::fs::write(work.join("pkg/core.py"), TYPO_AREA).expect("write");
-    git(&work, &["commit", "-qam", "typo"]);
-    let origin = fx.origin.display().to_string();
-    git(&work, &["push", "-q", &origin, "feature"]);
+    fx.push_feature(&[("pkg/core.py", TYPO_AREA)]);
     let sha = git(&fx.origin, &["rev-parse", "feature"]);
     fx.reply(GOOD_FIX, "typo");
-    let id = fx.server.enqueue(&fx.server.admin, "app", json!({"recipe": "lint", "ref": sha}));
-    fx.server.wait_job(&fx.server.admin, &id);
-    let (_, body) = fx.server.get(&format!("/jobs/{id}/findings"), &fx.server.admin);
-    let findings = body["findings"].as_array().expect("findings").clone();
+    let (id, findings) = fx.lint_at("app", &sha);
     let patch = fx.attempt(&id, finding(&findings, "F821"));
     assert_eq!(patch["status"], "error", "{patch}");
     let e = patch["error"].as_str().expect("error");
