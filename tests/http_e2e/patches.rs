@@ -236,8 +236,10 @@ fn an_agent_fix_is_verified_pushed_and_opened_as_a_pull_request() {
     assert_eq!(job["status"], "failed", "{job}");
     let target = finding(&findings, "F821");
     assert_eq!(target["file"], "pkg/core.py");
-    // Prose around a fenced reply, as chat agents write.
-    fx.reply(GOOD_FIX, "The local variable is spelled `height`; the typo made it undefined.");
+    // An explanation that repeats a token it should never have seen.
+    let explanation =
+        format!("The local variable is spelled `height`; the typo made it undefined. {TOKEN}");
+    fx.reply(GOOD_FIX, &explanation);
 
     let job_id = job["id"].as_str().expect("id");
     let patch = fx.attempt(job_id, target);
@@ -280,6 +282,9 @@ fn an_agent_fix_is_verified_pushed_and_opened_as_a_pull_request() {
         git(&fx.origin, &["log", "-1", "--format=%an <%ae>", &branch]),
         "Fix Bot <fix-bot@example.org>"
     );
+    let pushed = git(&fx.origin, &["log", "-1", "-p", &branch]);
+    assert!(pushed.contains("`height`") && pushed.contains("[redacted]"), "{pushed}");
+    assert!(!pushed.contains(TOKEN), "the token was pushed: {pushed}");
 
     // Exactly one pull request, as Gitea's API wants it.
     assert!(fx.gitea.violations().is_empty(), "{:?}", fx.gitea.violations());
