@@ -225,18 +225,8 @@ impl Workspace {
         let repo =
             Repository::open_bare(self.clone_path(project)).map_err(|e| Error::git("open", e))?;
         let path = self.worktree_path(project, name);
-        if path.exists() {
-            remove_tree(&path)?;
-        }
-        if let Ok(wt) = repo.find_worktree(name) {
-            let _ = wt.prune(Some(WorktreePruneOptions::new().valid(true).working_tree(true)));
-        }
         let oid = Oid::from_str(sha).map_err(|e| Error::git("read commit", e))?;
-        let commit = repo.find_commit(oid).map_err(|e| Error::git("read commit", e))?;
-        let b = repo.branch(branch, &commit, true).map_err(|e| Error::git("branch", e))?;
-        let mut opts = WorktreeAddOptions::new();
-        opts.reference(Some(b.get()));
-        repo.worktree(name, &path, Some(&opts)).map_err(|e| Error::git("worktree add", e))?;
+        worktree_on_branch(&repo, name, &path, oid, branch)?;
         Ok(path)
     }
 
@@ -444,24 +434,37 @@ fn resolve(repo: &Repository, git_ref: Option<&str>, default_branch: Option<&str
     )))
 }
 
-fn add_worktree(repo: &Repository, job_id: &str, path: &Path, oid: Oid) -> Result<()> {
+/// Checks out `oid` at `path` as the worktree `name` on the local branch
+/// `branch` (created there, replacing one of that name), clearing what a
+/// previous worktree of that name left.
+fn worktree_on_branch(
+    repo: &Repository,
+    name: &str,
+    path: &Path,
+    oid: Oid,
+    branch: &str,
+) -> Result<()> {
     if path.exists() {
         remove_tree(path)?;
     }
-    if let Ok(wt) = repo.find_worktree(job_id) {
+    if let Ok(wt) = repo.find_worktree(name) {
         let _ = wt.prune(Some(WorktreePruneOptions::new().valid(true).working_tree(true)));
     }
     let commit = repo.find_commit(oid).map_err(|e| Error::git("worktree add", e))?;
-    let branch_name = job_branch(job_id);
-    let branch = repo.branch(&branch_name, &commit, true).map_err(|e| Error::git("branch", e))?;
+    let b = repo.branch(branch, &commit, true).map_err(|e| Error::git("branch", e))?;
     let mut opts = WorktreeAddOptions::new();
-    opts.reference(Some(branch.get()));
-    repo.worktree(job_id, path, Some(&opts)).map_err(|e| Error::git("worktree add", e))?;
+    opts.reference(Some(b.get()));
+    repo.worktree(name, path, Some(&opts)).map_err(|e| Error::git("worktree add", e))?;
+    Ok(())
+}
+
+fn add_worktree(repo: &Repository, job_id: &str, path: &Path, oid: Oid) -> Result<()> {
+    let branch_name = job_branch(job_id);
+    worktree_on_branch(repo, job_id, path, oid, &branch_name)?;
     // Leave the worktree on a detached HEAD at the commit, as CI checkouts do,
     // and drop the helper branch.
     let wt = Repository::open(path).map_err(|e| Error::git("worktree open", e))?;
     wt.set_head_detached(oid).map_err(|e| Error::git("detach", e))?;
-    drop(branch);
     if let Ok(mut b) = repo.find_branch(&branch_name, BranchType::Local) {
         let _ = b.delete();
     }
