@@ -152,8 +152,9 @@ async fn attempt(a: &Attempt<'_>) -> Result<(), Stop> {
     })
     .await?;
 
-    let (commit, files) = apply(a, &draft).await?;
-    let changed = fast_verify_files(&a.finding, &draft.diff, &a.job.subproject);
+    let (commit, parsed) = apply(a, &draft).await?;
+    let files = diff::touched(&parsed);
+    let changed = fast_verify_files(&a.finding, &parsed, &a.job.subproject);
     let verify_job = match verify(a, &commit, changed).await {
         Ok(job) => job,
         Err(stop) => {
@@ -249,10 +250,10 @@ async fn draft(a: &Attempt<'_>) -> Result<Draft, Stop> {
 }
 
 /// Checks and applies the diff on a fresh worktree on the attempt's branch,
-/// commits it and returns the commit and the files it changed. The worktree
+/// commits it and returns the commit and the parsed diff. The worktree
 /// is removed whatever happens; the branch only stays when the commit was
 /// made.
-async fn apply(a: &Attempt<'_>, draft: &Draft) -> Result<(String, Vec<String>), Stop> {
+async fn apply(a: &Attempt<'_>, draft: &Draft) -> Result<(String, diff::Diff), Stop> {
     let ctx = a.ctx;
     let refuse = |why: String| Stop::End(PatchStatus::ApplyFailed, why);
     let max = ctx.settings.max_diff_bytes;
@@ -263,21 +264,24 @@ async fn apply(a: &Attempt<'_>, draft: &Draft) -> Result<(String, Vec<String>), 
             "the diff contains one of the service's tokens; it is not applied or pushed".into(),
         ));
     }
-    let files = diff::touched(&parsed);
     let sub = a.job.subproject.as_str();
-    if let Some(outside) = files.iter().find(|f| sub != "." && !f.starts_with(&format!("{sub}/"))) {
+    if let Some(outside) =
+        diff::touched(&parsed).iter().find(|f| sub != "." && !f.starts_with(&format!("{sub}/")))
+    {
         return Err(refuse(format!(
             "the diff changes {outside:?}, outside the job's subproject {sub:?}: only that \
              subproject's recipe would verify it"
         )));
     }
     let (project, name) = (a.job.project.clone(), format!("patch-{}", a.pa.id));
-    let (sha, branch, text) = (a.sha.clone(), a.branch(), draft.diff.clone());
+    let (sha, branch, planned) = (a.sha.clone(), a.branch(), parsed.clone());
     let message = commit_message(a, draft);
     let author = (ctx.settings.author_name.clone(), ctx.settings.author_email.clone());
     let applied = blocking(&ctx.engine.ws, Some(project.clone()), move |ws| {
         let path = ws.branch_worktree(&project, &name, &sha, &branch)?;
-        let result = match diff::apply(&text, &path, max) {
+        let written = diff::plan(&planned, &path)
+            .and_then(|changes| diff::write(&changes, &path).map(|()| changes));
+        let result = match written {
             Ok(changes) => git::commit(&path, &changes, &message, (&author.0, &author.1)).map(Ok),
             Err(e) => Ok(Err(e.to_string())),
         };
@@ -289,18 +293,21 @@ async fn apply(a: &Attempt<'_>, draft: &Draft) -> Result<(String, Vec<String>), 
     })
     .await?;
     let commit = applied.map_err(refuse)?;
-    Ok((commit, files))
+    Ok((commit, parsed))
 }
 
 /// For a lint finding, the files the diff leaves in place, relative to the
 /// job's subproject, for a recipe that can lint only those (see
 /// [`RecipeSnapshot::changed_files`]). `None` when the fix touches anything
 /// outside the subproject or a name the shell would split or expand.
-fn fast_verify_files(finding: &FindingRecord, text: &str, subproject: &str) -> Option<Vec<String>> {
+fn fast_verify_files(
+    finding: &FindingRecord,
+    parsed: &diff::Diff,
+    subproject: &str,
+) -> Option<Vec<String>> {
     if finding.finding.kind != Kind::Lint {
         return None;
     }
-    let parsed = diff::parse(text, usize::MAX).ok()?;
     let plain = |p: &str| {
         p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'+'))
