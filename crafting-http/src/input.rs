@@ -204,6 +204,26 @@ impl Query {
         self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
+    /// A parameter that names one of a fixed set of values, read with
+    /// `parse`; `choices` lists them for the error.
+    pub fn one_of<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        choices: &str,
+    ) -> Result<Option<T>, ApiError> {
+        let Some(text) = self.get(name) else { return Ok(None) };
+        parse(text).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "Query parameter {name:?} must be one of {choices}; got {:?}.",
+                    shorten(text)
+                ),
+            )
+        })
+    }
+
     /// `limit`: a whole number, clamped to 1..=500.
     pub fn limit(&self) -> Result<Option<u32>, ApiError> {
         let Some(text) = self.get("limit") else { return Ok(None) };

@@ -38,7 +38,11 @@ pub async fn list(
     let q = Query::parse(&req, &["project", "status", "limit"])?;
     let filter = JobFilter {
         project: q.get("project").map(str::to_owned),
-        status: q.get("status").map(job_status).transpose()?,
+        status: q.one_of(
+            "status",
+            JobStatus::parse,
+            "queued, running, succeeded, failed, timed_out, cancelled",
+        )?,
         limit: q.limit()?,
     };
     let jobs = state.table.list_jobs(&caller, filter).await?;
@@ -47,20 +51,6 @@ pub async fn list(
         jobs: Vec<Job>,
     }
     Ok(ok(StatusCode::OK, Body { jobs }))
-}
-
-/// Reads a `status` query value.
-pub(crate) fn job_status(text: &str) -> Result<JobStatus, ApiError> {
-    JobStatus::parse(text).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_query",
-            format!(
-                "Query parameter \"status\" must be one of queued, running, succeeded, failed, \
-                 timed_out, cancelled; got {:?}.",
-                shorten(text)
-            ),
-        )
-    })
 }
 
 /// `GET /jobs/{id}`: the job and the last 200 lines of its log.

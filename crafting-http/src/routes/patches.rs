@@ -63,7 +63,11 @@ pub async fn list_patches(
     let q = Query::parse(&req, &["project", "status", "limit"])?;
     let filter = PatchFilter {
         project: q.get("project").map(str::to_owned),
-        status: q.get("status").map(patch_status).transpose()?,
+        status: q.one_of(
+            "status",
+            PatchStatus::parse,
+            "drafted, apply_failed, verify_failed, pr_opened, error",
+        )?,
         limit: q.limit()?,
     };
     let patches = state.table.list_patches(&caller, filter).await?;
@@ -85,20 +89,6 @@ pub async fn get_patch(
         })?;
     let patch = state.table.get_patch(&caller, id).await?;
     Ok(ok(StatusCode::OK, json!({ "patch": patch })))
-}
-
-/// Reads a `status` query value of `/patches`.
-fn patch_status(text: &str) -> Result<PatchStatus, ApiError> {
-    PatchStatus::parse(text).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_query",
-            format!(
-                "Query parameter \"status\" must be one of drafted, apply_failed, verify_failed, \
-                 pr_opened, error; got {:?}.",
-                shorten(text)
-            ),
-        )
-    })
 }
 
 /// `GET /digests/{date}` (admin): the day's digest for every project, rendered
