@@ -29,13 +29,27 @@ if ((${#missing[@]})); then
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq "${missing[@]}"
 fi
+# Python packages of the tests. A system Python that refuses installs
+# (PEP 668, Debian's python3) gets them in the user's site folder instead,
+# where python3 still imports them; pip itself comes from apt when missing.
+pip_install() {
+    if ! python3 -m pip --version >/dev/null 2>&1 && have apt-get; then
+        sudo=""
+        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update -qq
+        $sudo apt-get install -y -qq python3-pip
+    fi
+    python3 -m pip install --quiet --disable-pip-version-check "$1" 2>/dev/null ||
+        python3 -m pip install --quiet --disable-pip-version-check --user \
+            --break-system-packages "$1"
+}
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
     say "installing aiosmtpd (the SMTP server of the digest tests)"
-    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+    pip_install aiosmtpd
 fi
 if ! python3 -c 'import ruff' >/dev/null 2>&1; then
     say "installing ruff (the linter the patch loop tests fix findings of)"
-    python3 -m pip install --quiet --disable-pip-version-check ruff
+    pip_install ruff
 fi
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
